@@ -1,0 +1,5 @@
+import sys
+
+from segrun.cli import main
+
+sys.exit(main())

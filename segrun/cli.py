@@ -1,0 +1,127 @@
+"""The segrun command line. User errors print one line and exit with status 2."""
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from segrun.errors import UserError
+
+COMMANDS = ("train", "show", "validate", "data", "doctor")
+
+
+def _spec_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", help="the experiment spec (TOML)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="change a key of the spec, value in TOML syntax: trainer.epochs=400 model.name=hrnet")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="segrun", description="Train and evaluate semantic-segmentation experiments from TOML specs.",
+        epilog="`segrun SPEC [KEY=VALUE ...]` is short for `segrun train SPEC ...`.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = commands.add_parser("train", help="train and validate a spec in its run folder (the default command)",
+                                description="Train and validate a spec in runs/<name>-<spec hash>/. A finished run "
+                                            "is not trained again; an interrupted one resumes from its last checkpoint.")
+    _spec_arguments(train)
+    train.add_argument("--runs", type=Path, default=Path(os.environ.get("SEGRUN_RUNS", "runs")),
+                       help="folder that holds the run folders (default: $SEGRUN_RUNS or ./runs)")
+    train.add_argument("--force", action="store_true", help="train again into a new folder even if this spec finished")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    show = commands.add_parser("show", help="print the resolved spec as TOML",
+                               description="Print the spec after extends and overrides, every default spelled out.")
+    _spec_arguments(show)
+
+    validate = commands.add_parser("validate", help="check a spec and its dataset without training",
+                                   description="Load the spec, build its pipelines, and check that the dataset is there.")
+    _spec_arguments(validate)
+
+    data = commands.add_parser("data", help="make or prepare datasets", description="Make or prepare datasets.")
+    data_commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    synth = data_commands.add_parser("synth", help="write a synthetic dataset in a published layout",
+                                     description="Write synthetic street scenes in the exact Cityscapes layout "
+                                                 "(labelIds files; run `segrun data prepare` next). Existing files are kept.")
+    synth.add_argument("dataset", choices=["cityscapes"])
+    synth.add_argument("root", type=Path)
+    synth.add_argument("--train-images", type=int, default=80)
+    synth.add_argument("--val-images", type=int, default=20)
+    synth.add_argument("--height", type=int, default=128)
+    synth.add_argument("--width", type=int, default=256)
+    synth.add_argument("--seed", type=int, default=0)
+    prepare = data_commands.add_parser("prepare", help="convert a downloaded dataset into what training reads",
+                                       description="Write *_gtFine_labelTrainIds.png beside each *_gtFine_labelIds.png "
+                                                   "(official labelId -> trainId table). Idempotent; safe to interrupt.")
+    prepare.add_argument("dataset", choices=["cityscapes"])
+    prepare.add_argument("root", type=Path)
+
+    commands.add_parser("doctor", help="show torch, CUDA, devices, op backends and datasets found",
+                        description="Show torch, CUDA, devices, which backend each op uses and why, and datasets found.")
+    return parser
+
+
+def _train(args) -> None:
+    from segrun import runner, spec
+
+    runner.train(spec.load(args.spec, args.overrides), args.runs, args.force, progress=not args.no_progress)
+
+
+def _show(args) -> None:
+    from segrun import spec
+
+    print(spec.dumps(spec.load(args.spec, args.overrides)), end="")
+
+
+def _validate(args) -> None:
+    from segrun import spec
+    from segrun.data import DATASETS, resolve_root
+
+    loaded = spec.load(args.spec, args.overrides)
+    root = resolve_root(loaded.data.root)
+    dataset = DATASETS[loaded.data.dataset]
+    print(f"{args.spec}: spec ok ({loaded.model.name}/{loaded.model.backbone}, "
+          f"losses {', '.join(loss.name for loss in loaded.loss)})")
+    if loaded.data.synthetic is not None and not root.exists():
+        print(f"{root}: not there yet; the run will synthesise it ([data.synthetic])")
+        return
+    counts = {split: len(dataset(root, split)) for split in ("train", "val")}
+    print(f"{root}: {loaded.data.dataset} with {counts['train']} train and {counts['val']} val images, labels prepared")
+
+
+def _data(args) -> None:
+    from segrun.data import DATASETS
+
+    dataset = DATASETS[args.dataset]
+    if args.data_command == "synth":
+        written = dataset.synthesize(args.root, args.train_images, args.val_images, args.height, args.width, args.seed)
+        print(f"{args.root}: wrote {written} synthetic scenes; next: segrun data prepare {args.dataset} {args.root}")
+    else:
+        written = dataset.prepare(args.root)
+        print(f"{args.root}: wrote {written} label files (the others were already prepared)")
+
+
+def _doctor(args) -> None:
+    from segrun.doctor import report
+
+    print(report())
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
+        argv.insert(0, "train")
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return 2
+    try:
+        {"train": _train, "show": _show, "validate": _validate, "data": _data, "doctor": _doctor}[args.command](args)
+    except UserError as error:
+        print(f"segrun: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""`segrun doctor`: what this machine offers segrun."""
+import platform
+
+import torch
+
+from segrun import ops
+from segrun.data import DATASETS, data_home
+
+
+def _datasets_found() -> list[str]:
+    home = data_home()
+    if not home.is_dir():
+        return [f"{home}: no such folder (set SEGRUN_DATA to where your datasets live)"]
+    lines = []
+    for folder in sorted(p for p in home.iterdir() if p.is_dir()):
+        if (folder / "leftImg8bit").is_dir():
+            images = sum(1 for _ in folder.glob("leftImg8bit/*/*/*_leftImg8bit.png"))
+            prepared = sum(1 for _ in folder.glob("gtFine/*/*/*_gtFine_labelTrainIds.png"))
+            lines.append(f"{folder}: cityscapes layout, {images} images, {prepared} prepared fine labels")
+    return lines or [f"{home}: no dataset folders found"]
+
+
+def report() -> str:
+    lines = [
+        f"python      {platform.python_version()}",
+        f"torch       {torch.__version__} (CUDA build {torch.version.cuda or 'none'})",
+        f"cuda        {'available' if torch.cuda.is_available() else 'not available'}",
+    ]
+    for index in range(torch.cuda.device_count()):
+        lines.append(f"  device {index}: {torch.cuda.get_device_name(index)}")
+    lines.append("ops:")
+    for name, (backend, reason) in ops.backends().items():
+        lines.append(f"  {name:<18} {backend}: {reason}")
+    lines.append(f"datasets (known: {', '.join(DATASETS)}) under {data_home()}:")
+    lines += [f"  {line}" for line in _datasets_found()]
+    return "\n".join(lines)

@@ -1,0 +1,22 @@
+"""Errors caused by what a user wrote or pointed at. The CLI prints them as one line and exits 2."""
+import difflib
+
+
+class UserError(Exception):
+    """A problem the user can fix: a bad spec, a missing dataset, a run folder in the way."""
+
+
+class DatasetError(UserError):
+    """A dataset folder is missing, incomplete or not prepared."""
+
+
+def closest(word, choices) -> str | None:
+    """The choice spelled most like `word`, or None when nothing is close."""
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def did_you_mean(word, choices) -> str:
+    """'; did you mean X?' for the closest choice, or '' when nothing is close."""
+    match = closest(word, choices)
+    return f"; did you mean {match}?" if match else ""

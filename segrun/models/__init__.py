@@ -1,0 +1,28 @@
+"""Model registry: one plain dict from name to model class.
+
+Every model takes (num_classes, **params), returns a list of logits tensors at the input's
+resolution (one per output, in `output_names` order), and is a plain nn.Module.
+"""
+from segrun.models.hrnet import BACKBONES, HRNetV2
+
+MODELS = {"hrnet": HRNetV2}
+
+
+def create(name: str, num_classes: int, **params):
+    """Build a registered model. Options given as None are dropped so the class defaults apply."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
+    return MODELS[name](num_classes, **{key: value for key, value in params.items() if value is not None})
+
+
+def model_params(model_spec) -> dict:
+    """The keyword arguments a ModelSpec gives its model class."""
+    return {"backbone": model_spec.backbone, "align_corners": model_spec.align_corners}
+
+
+def output_names(model_spec) -> tuple[str, ...]:
+    """Names of the outputs the model of this spec returns, without building it."""
+    return MODELS[model_spec.name].output_names(**model_params(model_spec))
+
+
+__all__ = ["BACKBONES", "MODELS", "create", "model_params", "output_names"]

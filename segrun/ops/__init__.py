@@ -1,0 +1,13 @@
+"""Hot operations behind one public function each. Every op has a pure-PyTorch implementation
+that is its specification; `backends()` says which implementation each op runs and why."""
+from segrun.ops.confusion_matrix import confusion_matrix
+
+OPS = {"confusion_matrix": confusion_matrix}
+
+
+def backends() -> dict[str, tuple[str, str]]:
+    """op name -> (implementation, reason), as `segrun doctor` prints it."""
+    reason = "segrun has no compiled extension yet; the PyTorch implementation runs on every device"
+    return {name: ("torch", reason) for name in OPS}
+
+__all__ = ["OPS", "backends", "confusion_matrix"]

@@ -1,0 +1,33 @@
+"""Confusion matrix counting, the core of mIoU. Pure PyTorch: this is the specification that a
+fused kernel must reproduce exactly."""
+import torch
+
+
+def confusion_matrix(input: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
+    """Count (target, prediction) pairs.
+
+    input: logits [N, C, H, W] (floating point; the prediction is their argmax over C, first index
+        on ties, as torch.argmax) or predicted labels [N, H, W] (integer).
+    target: labels [N, H, W], integer.
+    Pixels whose target is `ignore_index` or outside [0, num_classes) are skipped, as are pixels
+    whose predicted label is outside [0, num_classes).
+    Returns int64 [num_classes, num_classes] on input's device: rows = target, columns = prediction.
+    """
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    if input.is_floating_point():
+        if input.dim() != 4 or input.shape[1] != num_classes:
+            raise ValueError(f"logits must be [N, {num_classes}, H, W], got {list(input.shape)}")
+        prediction = input.argmax(dim=1)
+    else:
+        prediction = input
+    if prediction.shape != target.shape or target.dim() != 3:
+        raise ValueError(f"prediction {list(prediction.shape)} and target {list(target.shape)} must both be [N, H, W]")
+    if target.is_floating_point():
+        raise ValueError(f"target must hold integer labels, got {target.dtype}")
+    target = target.long()
+    prediction = prediction.long()
+    counted = (target != ignore_index) & (target >= 0) & (target < num_classes) & (prediction >= 0) & (prediction < num_classes)
+    pair_index = target[counted] * num_classes + prediction[counted]
+    counts = torch.bincount(pair_index, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes)

@@ -1,0 +1,109 @@
+"""From a Spec to a trained, evaluated run: builders for each part, then Lightning's Trainer."""
+import json
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint, OnExceptionCheckpoint
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+
+from segrun import losses, models
+from segrun.data import DATASETS
+from segrun.data.datamodule import SegmentationDataModule, ensure_dataset
+from segrun.errors import UserError
+from segrun.metrics import format_iou_table
+from segrun.optim import optimization
+from segrun.run_folder import RunFolder, run_folder_for
+from segrun.spec import Spec
+from segrun.task import SegmentationTask
+
+
+def build_task(spec: Spec) -> SegmentationTask:
+    dataset = DATASETS[spec.data.dataset]
+    model = models.create(spec.model.name, dataset.num_classes, **models.model_params(spec.model))
+    if spec.init is not None:
+        load_init_weights(model, Path(spec.init))
+    criteria = [losses.create(loss.name, dataset.num_classes, dataset.ignore_index, loss.class_weights)
+                for loss in spec.loss]
+    return SegmentationTask(model, criteria, [loss.weight for loss in spec.loss], dataset.num_classes,
+                            dataset.class_names, dataset.ignore_index, optimization(spec.optimizer, spec.schedule))
+
+
+def load_init_weights(model: torch.nn.Module, init: Path) -> None:
+    """Copy every tensor of a segrun checkpoint (or a run folder's best, else last, checkpoint)
+    whose name and shape match the model; say what was skipped."""
+    if init.is_dir():
+        folder = RunFolder(init)
+        checkpoint = folder.best_checkpoint() or folder.resume_checkpoint()
+        if checkpoint is None:
+            raise UserError(f"init: {init} holds no checkpoints/*.ckpt; point init at a run folder that trained")
+        init = checkpoint
+    if not init.is_file():
+        raise UserError(f"init: no such checkpoint {init}")
+    state = torch.load(init, map_location="cpu", weights_only=True)["state_dict"]
+    state = {key.removeprefix("model."): value for key, value in state.items() if key.startswith("model.")}
+    own = model.state_dict()
+    matching = {key: value for key, value in state.items() if key in own and own[key].shape == value.shape}
+    model.load_state_dict(matching, strict=False)
+    skipped = sorted(set(state) - set(matching))
+    missing = sorted(set(own) - set(matching))
+    print(f"init: {len(matching)} tensors from {init}; skipped (shape or name differs): {', '.join(skipped) or 'none'}; "
+          f"left as initialised: {', '.join(missing) or 'none'}")
+
+
+def build_trainer(spec: Spec, folder: RunFolder, progress: bool = True) -> pl.Trainer:
+    t = spec.trainer
+    callbacks = [
+        ModelCheckpoint(dirpath=folder.checkpoints, filename="best-epoch={epoch:03d}", auto_insert_metric_name=False,
+                        monitor="val/mIoU", mode="max", save_top_k=1, save_last=True),
+        OnExceptionCheckpoint(dirpath=folder.checkpoints, filename="interrupted"),
+    ]
+    loggers = [TensorBoardLogger(folder.logs, name="tensorboard"), CSVLogger(folder.logs, name="csv")]
+    return pl.Trainer(
+        default_root_dir=folder.path, max_epochs=t.epochs, max_steps=t.max_steps, precision=t.precision,
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+        sync_batchnorm=t.sync_batchnorm, accumulate_grad_batches=t.accumulate_grad_batches,
+        gradient_clip_val=t.gradient_clip_val, deterministic=t.deterministic, log_every_n_steps=t.log_every_n_steps,
+        check_val_every_n_epoch=spec.eval.every_n_epochs, callbacks=callbacks, logger=loggers,
+        enable_progress_bar=progress, enable_model_summary=False,
+    )
+
+
+def train(spec: Spec, runs_dir: Path, force: bool = False, progress: bool = True) -> RunFolder:
+    """Train and validate the spec in its run folder, resuming an interrupted run; a finished
+    run is left untouched (with `force`, a new folder is trained)."""
+    folder = run_folder_for(spec, runs_dir, force)
+    if folder.finished:
+        print(f"{folder.path} already holds this finished run (metrics.json); use --force to train it again in a new folder")
+        return folder
+    ensure_dataset(spec.data, progress)
+    pl.seed_everything(spec.seed, workers=True, verbose=False)
+    task = build_task(spec)
+    datamodule = SegmentationDataModule(spec.data, spec.eval)
+    trainer = build_trainer(spec, folder, progress)
+    resume = folder.resume_checkpoint()
+    if resume is not None:
+        print(f"resuming {folder.path} from {resume.name}")
+    started = time.time()
+    trainer.fit(task, datamodule=datamodule, ckpt_path=resume)
+    train_seconds = time.time() - started
+    best = trainer.checkpoint_callback.best_model_path or None
+    trainer.validate(task, datamodule=datamodule, ckpt_path=best, verbose=False)
+    if trainer.is_global_zero:
+        checkpoint = torch.load(best, map_location="cpu", weights_only=True) if best else None
+        metrics = {
+            **task.last_val_scores,
+            "epoch": checkpoint["epoch"] if checkpoint else trainer.current_epoch,
+            "step": checkpoint["global_step"] if checkpoint else trainer.global_step,
+            "checkpoint": str(Path(best).resolve().relative_to(folder.path.resolve())) if best else None,
+            "train_seconds": round(train_seconds, 1),
+        }
+        folder.write_metrics(metrics)
+        print(f"\n{folder.path}: best validation (epoch {metrics['epoch']}, step {metrics['step']}):\n"
+              + format_iou_table(metrics))
+    return folder
+
+
+def read_metrics(folder: RunFolder) -> dict:
+    return json.loads(folder.metrics_file.read_text())

@@ -1,0 +1,341 @@
+"""TOML files -> Spec: `extends` merging, KEY=VALUE overrides, typed conversion, checks.
+
+Every error is a SpecError whose one-line message starts with the file (or the override) the
+offending key came from, then the dotted key, then what was expected.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import attrs
+import tomli_w
+
+from segrun.errors import UserError, closest, did_you_mean
+from segrun.spec.schema import Spec, TransformStep
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+
+class SpecError(UserError):
+    """A spec that cannot be loaded; the message names the file, the key and the fix."""
+
+
+KeyPath = tuple  # ("loss", 0, "weight")
+Origins = dict  # KeyPath -> where that value was written (a file, or an override)
+
+
+def dotted(path: KeyPath) -> str:
+    return ".".join(str(part) for part in path) or "(top level)"
+
+
+# ---- reading files and extends --------------------------------------------------------------
+
+def _read_toml(path: Path) -> dict:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(f"{path}: no such spec file") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as error:
+        raise SpecError(f"{path}: cannot read the spec ({error.__class__.__name__}: {error})") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise SpecError(f"{path}: invalid TOML: {error}") from None
+
+
+def _record_origins(table: Any, source: str, path: KeyPath, origins: Origins) -> None:
+    origins[path] = source
+    if isinstance(table, dict):
+        for key, value in table.items():
+            _record_origins(value, source, path + (key,), origins)
+
+
+def _merge(base: dict, child: dict) -> dict:
+    """Tables merge key by key, recursively; anything else (arrays included) replaces."""
+    merged = dict(base)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _read_with_extends(path: Path, chain: tuple[Path, ...]) -> tuple[dict, Origins]:
+    chain = (*chain, path.resolve())
+    table = _read_toml(path)
+    origins: Origins = {}
+    base_name = table.pop("extends", None)
+    if base_name is None:
+        _record_origins(table, str(path), (), origins)
+        return table, origins
+    if not isinstance(base_name, str):
+        raise SpecError(f"{path}: extends: expected a path to a base spec (a string), got {base_name!r}")
+    base_path = path.parent / base_name
+    if not base_path.is_file():
+        raise SpecError(f"{path}: extends: no such file {base_path}; the path is relative to {path.parent}")
+    if base_path.resolve() in chain:
+        cycle = " -> ".join(str(p) for p in (*chain, base_path.resolve()))
+        raise SpecError(f"{path}: extends: cycle {cycle}; remove one of these extends")
+    base, origins = _read_with_extends(base_path, chain)
+    _record_origins(table, str(path), (), origins)
+    return _merge(base, table), origins
+
+
+# ---- overrides ------------------------------------------------------------------------------
+
+OVERRIDE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(\.([A-Za-z_][A-Za-z0-9_-]*|[0-9]+))*")
+BARE_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-/]*")
+
+
+def _parse_override_value(raw: str, override: str):
+    try:
+        parsed = tomllib.loads(f"value = {raw}")
+    except tomllib.TOMLDecodeError:
+        parsed = None
+    if parsed is not None and list(parsed) == ["value"]:
+        return parsed["value"]
+    if BARE_WORD.fullmatch(raw):  # the shell ate the quotes of model.name="hrnet"
+        return raw
+    raise SpecError(f"override {override!r}: the value {raw!r} is not a TOML value (quote strings: key='\"text\"')")
+
+
+def apply_override(table: dict, origins: Origins, override: str) -> None:
+    key, sep, raw = override.partition("=")
+    key = key.strip()
+    if not sep or not OVERRIDE_KEY.fullmatch(key):
+        raise SpecError(f"override {override!r}: expected KEY=VALUE with a dotted key, e.g. trainer.epochs=400")
+    value = _parse_override_value(raw.strip(), override)
+    path = tuple(int(part) if part.isdigit() else part for part in key.split("."))
+    node: Any = table
+    for depth, part in enumerate(path):
+        last = depth == len(path) - 1
+        where = dotted(path[:depth]) if depth else "the spec"
+        if isinstance(node, list):
+            if not isinstance(part, int) or not 0 <= part < len(node):
+                raise SpecError(f"override {override!r}: {where} is an array of {len(node)}; index it with 0..{len(node) - 1}")
+        elif isinstance(node, dict):
+            part = str(part)
+            if not last and part not in node:
+                node[part] = {}
+                origins[path[: depth + 1]] = f"override {override!r}"
+        else:
+            raise SpecError(f"override {override!r}: {where} is a value, not a table")
+        if last:
+            node[part] = value
+        else:
+            node = node[part]
+    for existing in [p for p in origins if p[: len(path)] == path]:
+        del origins[existing]
+    _record_origins(value, f"override {override!r}", path, origins)
+
+
+# ---- conversion into attrs classes ----------------------------------------------------------
+
+class _Invalid(Exception):
+    def __init__(self, path: KeyPath, problem: str):
+        super().__init__(problem)
+        self.path = path
+        self.problem = problem
+
+
+SCALARS = {bool: ("true or false", "booleans"), int: ("an integer", "integers"), float: ("a number", "numbers"),
+           str: ("a string", "strings")}
+
+
+def _describe(type_) -> str:
+    origin, args = typing.get_origin(type_), typing.get_args(type_)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args if a is not type(None))
+    if origin is tuple:
+        items = "tables" if attrs.has(args[0]) else SCALARS[args[0]][1]
+        return f"an array of {items}" if args[-1] is Ellipsis else f"an array of {len(args)} {items}"
+    if attrs.has(type_):
+        return "a table"
+    return SCALARS[type_][0]
+
+
+def _frozen(value):
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _frozen(v) for k, v in value.items()}
+    return value
+
+
+def _convert(value, type_, path: KeyPath):
+    origin, args = typing.get_origin(type_), typing.get_args(type_)
+    if origin is Literal:
+        if isinstance(value, type(args[0])) and value in args:
+            return value
+        hint = did_you_mean(value, args) if isinstance(value, str) else ""
+        raise _Invalid(path, f"expected {_describe(type_)}, got {value!r}{hint}")
+    if origin in (Union, types.UnionType):
+        for arm in args:
+            if arm is type(None):
+                continue
+            try:
+                return _convert(value, arm, path)
+            except _Invalid as error:
+                if error.path != path:  # the value had the right shape; report what is inside it
+                    raise
+        raise _Invalid(path, f"expected {_describe(type_)}, got {value!r}")
+    if type_ is TransformStep:
+        return _transform_step(value, path)
+    if attrs.has(type_):
+        return build(type_, value, path)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise _Invalid(path, f"expected {_describe(type_)}, got {value!r}")
+        if args[-1] is Ellipsis:
+            return tuple(_convert(item, args[0], path + (i,)) for i, item in enumerate(value))
+        if len(value) != len(args):
+            raise _Invalid(path, f"expected {_describe(type_)}, got {value!r}")
+        return tuple(_convert(item, arm, path + (i,)) for i, (item, arm) in enumerate(zip(value, args)))
+    is_bool = isinstance(value, bool)
+    if type_ is bool and is_bool or type_ is str and isinstance(value, str) or type_ is int and isinstance(value, int) and not is_bool:
+        return value
+    if type_ is float and isinstance(value, (int, float)) and not is_bool:
+        return float(value)
+    raise _Invalid(path, f"expected {_describe(type_)}, got {value!r}")
+
+
+def _transform_step(table, path: KeyPath) -> TransformStep:
+    if not isinstance(table, dict):
+        raise _Invalid(path, f'expected a table such as {{ name = "HorizontalFlip", p = 0.5 }}, got {table!r}')
+    name = table.get("name")
+    if not isinstance(name, str):
+        raise _Invalid(path + ("name",), f"expected the albumentations transform's class name (a string), got {name!r}")
+    params = {key: _frozen(value) for key, value in table.items() if key != "name"}
+    return TransformStep(name=name, params=params)
+
+
+def build(cls, table, path: KeyPath = ()):
+    """Convert one TOML table into the attrs class `cls`, checking keys, types and ranges."""
+    if not isinstance(table, dict):
+        raise _Invalid(path, f"expected a table, got {table!r}")
+    fields = {f.name: f for f in attrs.fields(cls)}
+    for key in table:
+        if key not in fields:
+            match = closest(key, fields)
+            suggestion = f"; did you mean {dotted(path + (match,))}?" if match else ""
+            raise _Invalid(path + (key,), f"unknown key{suggestion} (known here: {', '.join(fields)})")
+    values = {}
+    for name, spec_field in fields.items():
+        if name not in table:
+            if spec_field.default is attrs.NOTHING:
+                raise _Invalid(path + (name,), f"missing required key ({_describe(spec_field.type)})")
+            continue
+        value = _convert(table[name], spec_field.type, path + (name,))
+        if spec_field.validator is not None:
+            try:
+                spec_field.validator(None, spec_field, value)
+            except ValueError as error:
+                raise _Invalid(path + (name,), str(error)) from None
+        values[name] = value
+    return cls(**values)
+
+
+def _source(origins: Origins, path: KeyPath, main: str) -> str:
+    for length in range(len(path), -1, -1):
+        if path[:length] in origins:
+            return origins[path[:length]]
+    return main
+
+
+# ---- checks across sections -----------------------------------------------------------------
+
+def _check_consistency(spec: Spec) -> None:
+    from segrun.data import DATASETS
+    from segrun.losses import LOSSES
+    from segrun.models import output_names
+
+    outputs = output_names(spec.model)
+    if len(spec.loss) != len(outputs):
+        raise _Invalid(("loss",), f"{len(spec.loss)} [[loss]] tables for the {len(outputs)} outputs of model "
+                       f"{spec.model.name} ({', '.join(outputs)}); give one [[loss]] per output, in that order")
+    dataset = DATASETS[spec.data.dataset]
+    for index, loss in enumerate(spec.loss):
+        takes_weights = LOSSES[loss.name].takes_class_weights
+        path = ("loss", index, "class_weights")
+        if takes_weights and loss.class_weights is None:
+            raise _Invalid(path, f'loss {loss.name} needs class_weights: a list of {dataset.num_classes} numbers or "cityscapes"')
+        if not takes_weights and loss.class_weights is not None:
+            raise _Invalid(path, f"loss {loss.name} takes no class_weights (the weighted variant is w{loss.name})")
+        if isinstance(loss.class_weights, tuple) and len(loss.class_weights) != dataset.num_classes:
+            raise _Invalid(path, f"expected {dataset.num_classes} class weights (one per class of {spec.data.dataset}), "
+                           f"got {len(loss.class_weights)}")
+    from segrun.data.transforms import PipelineError, build_pipeline
+
+    for key in ("train_pipeline", "val_pipeline"):
+        try:
+            build_pipeline(getattr(spec.data, key))
+        except PipelineError as error:
+            raise _Invalid(("data", key, error.index, error.key), error.problem) from None
+    if spec.data.synthetic is not None and not hasattr(dataset, "synthesize"):
+        raise _Invalid(("data", "synthetic"), f"dataset {spec.data.dataset} has no synthetic generator; remove [data.synthetic]")
+
+
+# ---- public API -----------------------------------------------------------------------------
+
+def load(path, overrides=()) -> Spec:
+    """Read a spec file, resolve its `extends` chain, apply KEY=VALUE overrides, validate."""
+    path = Path(path)
+    table, origins = _read_with_extends(path, ())
+    for override in overrides:
+        apply_override(table, origins, override)
+    try:
+        spec = build(Spec, table)
+        _check_consistency(spec)
+    except _Invalid as error:
+        source = _source(origins, error.path, str(path))
+        raise SpecError(f"{source}: {dotted(error.path)}: {error.problem}") from None
+    return spec
+
+
+def to_table(value):
+    """A Spec (or part of one) as plain TOML data; unset optional keys are left out."""
+    if isinstance(value, TransformStep):
+        return {"name": value.name, **{key: to_table(v) for key, v in value.params.items()}}
+    if attrs.has(type(value)):
+        return {f.name: to_table(getattr(value, f.name)) for f in attrs.fields(type(value)) if getattr(value, f.name) is not None}
+    if isinstance(value, (tuple, list)):
+        return [to_table(v) for v in value]
+    if isinstance(value, dict):
+        return {key: to_table(v) for key, v in value.items()}
+    return value
+
+
+def dumps(spec: Spec) -> str:
+    """The resolved spec as TOML; `loads` of this text gives back an equal Spec."""
+    return tomli_w.dumps(to_table(spec))
+
+
+def loads(text: str, source: str = "<spec>") -> Spec:
+    """Load a resolved spec from TOML text (no extends, no overrides)."""
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise SpecError(f"{source}: invalid TOML: {error}") from None
+    try:
+        spec = build(Spec, table)
+        _check_consistency(spec)
+    except _Invalid as error:
+        raise SpecError(f"{source}: {dotted(error.path)}: {error.problem}") from None
+    return spec
+
+
+def spec_hash(spec: Spec) -> str:
+    """8 hex digits of the SHA-256 of the resolved spec: names the run folder."""
+    return hashlib.sha256(dumps(spec).encode()).hexdigest()[:8]

@@ -1,0 +1,206 @@
+"""The experiment spec: one frozen attrs class per TOML section.
+
+Every field has a type the loader enforces and, where values are bounded, a validator that
+raises ValueError("expected ...") so the loader can name the key and the file. Defaults are
+the values a run gets when a spec leaves a key out; the resolved spec written into a run
+folder spells every one of them out.
+"""
+from __future__ import annotations
+
+import importlib
+import re
+from types import MappingProxyType
+from typing import Any, Literal, Mapping
+
+import attrs
+from attrs import field, frozen
+
+from segrun.errors import did_you_mean
+
+
+# ---- validators: each raises ValueError("expected ...") -------------------------------------
+
+def at_least(minimum):
+    def check(_instance, _attribute, value):
+        if value is not None and not value >= minimum:
+            raise ValueError(f"expected a number >= {minimum}, got {value!r}")
+    return check
+
+
+def greater_than(minimum):
+    def check(_instance, _attribute, value):
+        if value is not None and not value > minimum:
+            raise ValueError(f"expected a number > {minimum}, got {value!r}")
+    return check
+
+
+def in_range(low, high):
+    """low <= value < high."""
+    def check(_instance, _attribute, value):
+        if not low <= value < high:
+            raise ValueError(f"expected a number in [{low}, {high}), got {value!r}")
+    return check
+
+
+def registered_in(module: str, registry: str, what: str):
+    """The value must be a key of `module.registry` (imported on first use, so the spec
+    module stays light to import)."""
+    def check(_instance, _attribute, value):
+        names = getattr(importlib.import_module(module), registry)
+        if value not in names:
+            known = ", ".join(sorted(names))
+            raise ValueError(f"unknown {what} {value!r}{did_you_mean(value, names)} (known: {known})")
+    return check
+
+
+def lightning_strategy(_instance, _attribute, value):
+    from pytorch_lightning.strategies import StrategyRegistry
+
+    names = ["auto", *StrategyRegistry.available_strategies()]
+    if value not in names:
+        raise ValueError(f"unknown strategy {value!r}{did_you_mean(value, names)}")
+
+
+def devices_value(_instance, _attribute, value):
+    if value == "auto" or (isinstance(value, int) and (value >= 1 or value == -1)):
+        return
+    raise ValueError(f'expected "auto", -1 (all) or a positive number of devices, got {value!r}')
+
+
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def run_name(_instance, _attribute, value):
+    if not RUN_NAME.fullmatch(value):
+        raise ValueError(f"expected a name of letters, digits, '_', '.' and '-' (it names the run folder), got {value!r}")
+
+
+def pair_of_positive(_instance, _attribute, value):
+    if any(not v > 0 for v in value):
+        raise ValueError(f"expected positive values, got {list(value)}")
+
+
+# ---- sections -------------------------------------------------------------------------------
+
+@frozen
+class TransformStep:
+    """One albumentations transform: `name` is its class (e.g. "RandomCrop"), every other key of
+    the TOML table is passed to it as a keyword argument."""
+
+    name: str
+    params: Mapping[str, Any] = field(factory=dict, converter=lambda p: MappingProxyType(dict(p)))
+
+
+@frozen
+class SyntheticData:
+    """A synthetic dataset generated (and prepared) at data.root when that folder is missing."""
+
+    train_images: int = field(default=80, validator=at_least(1))
+    val_images: int = field(default=20, validator=at_least(1))
+    height: int = field(default=128, validator=at_least(32))
+    width: int = field(default=256, validator=at_least(32))
+    seed: int = field(default=0, validator=at_least(0))
+
+
+@frozen
+class DataSpec:
+    """Which dataset, where it lives, and how batches are made."""
+
+    root: str  # dataset folder; a relative path is taken under $SEGRUN_DATA (default ./data)
+    dataset: str = field(default="cityscapes", validator=registered_in("segrun.data", "DATASETS", "dataset"))
+    batch_size: int = field(default=2, validator=at_least(1))  # per device
+    num_workers: int = field(default=2, validator=at_least(0))
+    train_pipeline: tuple[TransformStep, ...] = ()  # albumentations transforms, in order
+    val_pipeline: tuple[TransformStep, ...] = ()
+    synthetic: SyntheticData | None = None
+
+
+@frozen
+class ModelSpec:
+    name: str = field(default="hrnet", validator=registered_in("segrun.models", "MODELS", "model"))
+    backbone: str = field(default="hrnet_w48", validator=registered_in("segrun.models.hrnet", "BACKBONES", "backbone"))
+    align_corners: bool = True  # bilinear resizing of branches and logits, as the reference's ALIGN_CORNERS
+
+
+@frozen
+class LossSpec:
+    """One loss, applied to one model output (the n-th [[loss]] table to the n-th output)."""
+
+    name: str = field(default="ce", validator=registered_in("segrun.losses", "LOSSES", "loss"))
+    weight: float = field(default=1.0, validator=at_least(0.0))
+    # per-class weights: a list with one number per class, or a named set such as "cityscapes"
+    class_weights: tuple[float, ...] | str | None = field(default=None)
+
+    @class_weights.validator
+    def _known_weight_set(self, _attribute, value):
+        if isinstance(value, str):
+            registered_in("segrun.losses", "CLASS_WEIGHT_SETS", "class weight set")(self, _attribute, value)
+        elif value is not None and any(not w >= 0 for w in value):
+            raise ValueError(f"expected non-negative class weights, got {list(value)}")
+
+
+@frozen
+class OptimizerSpec:
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = field(default=0.01, validator=greater_than(0.0))
+    momentum: float = field(default=0.9, validator=in_range(0.0, 1.0))  # sgd only
+    nesterov: bool = False  # sgd only
+    weight_decay: float = field(default=5e-4, validator=at_least(0.0))
+    betas: tuple[float, float] = field(default=(0.9, 0.999), validator=pair_of_positive)  # adamw only
+
+
+@frozen
+class ScheduleSpec:
+    """Learning-rate schedule, stepped once per optimizer step."""
+
+    name: Literal["poly", "constant"] = "poly"
+    power: float = field(default=0.9, validator=greater_than(0.0))  # poly: lr * (1 - step/total) ** power
+    warmup_steps: int = field(default=0, validator=at_least(0))  # linear warmup before the schedule
+    warmup_start_factor: float = field(default=0.1, validator=greater_than(0.0))  # lr factor at step 0
+
+
+@frozen
+class TrainerSpec:
+    """Passed through to Lightning's Trainer."""
+
+    epochs: int = field(default=1, validator=at_least(1))
+    max_steps: int = field(default=-1, validator=at_least(-1))  # -1: run all epochs
+    precision: Literal["32", "16-mixed", "bf16-mixed"] = "32"
+    accelerator: Literal["auto", "cpu", "gpu", "cuda"] = "auto"
+    devices: int | str = field(default="auto", validator=devices_value)
+    num_nodes: int = field(default=1, validator=at_least(1))
+    strategy: str = field(default="auto", validator=lightning_strategy)
+    sync_batchnorm: bool = False
+    accumulate_grad_batches: int = field(default=1, validator=at_least(1))
+    gradient_clip_val: float | None = field(default=None, validator=at_least(0.0))
+    deterministic: bool = False
+    log_every_n_steps: int = field(default=10, validator=at_least(1))
+
+
+@frozen
+class EvalSpec:
+    """Validation during training."""
+
+    every_n_epochs: int = field(default=1, validator=at_least(1))
+    batch_size: int = field(default=1, validator=at_least(1))
+
+
+@frozen
+class Spec:
+    """A whole experiment, after `extends` and overrides are resolved."""
+
+    name: str = field(validator=run_name)
+    data: DataSpec
+    seed: int = field(default=0, validator=at_least(0))
+    init: str | None = None  # start from this checkpoint (.ckpt) or run folder: every shape-matching tensor
+    model: ModelSpec = field(factory=ModelSpec)
+    loss: tuple[LossSpec, ...] = field(factory=lambda: (LossSpec(),))
+    optimizer: OptimizerSpec = field(factory=OptimizerSpec)
+    schedule: ScheduleSpec = field(factory=ScheduleSpec)
+    trainer: TrainerSpec = field(factory=TrainerSpec)
+    eval: EvalSpec = field(factory=EvalSpec)
+
+
+SECTIONS = (Spec, DataSpec, SyntheticData, ModelSpec, LossSpec, OptimizerSpec, ScheduleSpec, TrainerSpec, EvalSpec)
+for _section in SECTIONS:
+    attrs.resolve_types(_section)

@@ -1,0 +1,51 @@
+"""The LightningModule: a model, its per-output losses, mIoU on validation. Everything it
+needs is built from the spec elsewhere (segrun.runner) and handed in."""
+from typing import Callable
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import rank_zero_info
+from torch import nn
+
+from segrun.metrics import MeanIoU, format_iou_table, scores_as_json
+
+
+class SegmentationTask(pl.LightningModule):
+    def __init__(self, model: nn.Module, losses: list[nn.Module], loss_weights: list[float], num_classes: int,
+                 class_names, ignore_index: int, configure_optimization: Callable[..., dict]):
+        super().__init__()
+        self.model = model
+        self.losses = nn.ModuleList(losses)  # losses[i] applies to the model's output i
+        self.loss_weights = loss_weights
+        self.class_names = tuple(class_names)
+        self.val_iou = MeanIoU(num_classes, ignore_index)
+        self.configure_optimization = configure_optimization
+        self.last_val_scores: dict | None = None  # JSON form of the latest validation
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        return self.model(images)
+
+    def training_step(self, batch, batch_index: int) -> torch.Tensor:
+        images, target = batch
+        outputs = self.model(images)
+        loss = sum(weight * criterion(output, target)
+                   for weight, criterion, output in zip(self.loss_weights, self.losses, outputs))
+        self.log("train/loss", loss, prog_bar=True, batch_size=images.shape[0])
+        return loss
+
+    def validation_step(self, batch, batch_index: int) -> None:
+        images, target = batch
+        self.val_iou.update(self.model(images)[0], target)
+
+    def on_validation_epoch_end(self) -> None:
+        scores = self.val_iou.compute()
+        self.val_iou.reset()
+        self.log("val/mIoU", scores["mIoU"].float())
+        self.log("val/pixel_accuracy", scores["pixel_accuracy"].float())
+        self.last_val_scores = scores_as_json(scores, self.class_names)
+        if not self.trainer.sanity_checking:
+            rank_zero_info(f"\nvalidation after epoch {self.current_epoch} (step {self.global_step}):\n"
+                           + format_iou_table(self.last_val_scores))
+
+    def configure_optimizers(self) -> dict:
+        return self.configure_optimization(self.parameters(), int(self.trainer.estimated_stepping_batches))

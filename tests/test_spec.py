@@ -1,0 +1,160 @@
+import pytest
+
+from segrun import spec
+from segrun.spec import SpecError
+from tests.conftest import MINIMAL_SPEC, REPO
+
+
+def test_minimal_spec_gets_defaults(write_spec):
+    loaded = spec.load(write_spec(MINIMAL_SPEC))
+    assert loaded.name == "tiny"
+    assert loaded.model.name == "hrnet" and loaded.model.backbone == "hrnet_w48"
+    assert [loss.name for loss in loaded.loss] == ["ce"]
+    assert loaded.trainer.precision == "32"
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "specs").glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_specs_round_trip(path):
+    loaded = spec.load(path)
+    assert spec.loads(spec.dumps(loaded)) == loaded
+    assert spec.spec_hash(spec.loads(spec.dumps(loaded))) == spec.spec_hash(loaded)
+
+
+def test_extends_merges_tables_and_replaces_arrays(write_spec):
+    write_spec("""
+name = "base"
+seed = 3
+[data]
+root = "base-root"
+batch_size = 4
+[[data.train_pipeline]]
+name = "HorizontalFlip"
+[[data.train_pipeline]]
+name = "Normalize"
+[trainer]
+epochs = 10
+precision = "16-mixed"
+""", "base.toml")
+    child = write_spec("""
+extends = "base.toml"
+name = "child"
+[data]
+batch_size = 8
+[[data.train_pipeline]]
+name = "Normalize"
+[trainer]
+epochs = 20
+""", "child.toml")
+    loaded = spec.load(child)
+    assert loaded.name == "child" and loaded.seed == 3
+    assert loaded.data.root == "base-root" and loaded.data.batch_size == 8
+    assert [step.name for step in loaded.data.train_pipeline] == ["Normalize"]
+    assert loaded.trainer.epochs == 20 and loaded.trainer.precision == "16-mixed"
+
+
+def test_extends_chain_of_three(tmp_path, write_spec):
+    (tmp_path / "bases").mkdir()
+    write_spec('name = "a"\n[data]\nroot = "r"\n[trainer]\nepochs = 2\n', "bases/a.toml")
+    write_spec('extends = "a.toml"\n[trainer]\nepochs = 3\n', "bases/b.toml")
+    child = write_spec('extends = "bases/b.toml"\nname = "c"\n')
+    loaded = spec.load(child)
+    assert (loaded.name, loaded.data.root, loaded.trainer.epochs) == ("c", "r", 3)
+
+
+def test_overrides_use_toml_values(write_spec):
+    loaded = spec.load(write_spec(MINIMAL_SPEC), [
+        "trainer.epochs=400", "model.name=hrnet", 'model.backbone="hrnet_w18"', "optimizer.lr=2e-3",
+        "optimizer.betas=[0.8, 0.9]", "trainer.sync_batchnorm=true", "data.synthetic.height=64",
+    ])
+    assert loaded.trainer.epochs == 400
+    assert loaded.model.backbone == "hrnet_w18"
+    assert loaded.optimizer.lr == 0.002 and loaded.optimizer.betas == (0.8, 0.9)
+    assert loaded.trainer.sync_batchnorm is True
+    assert loaded.data.synthetic.height == 64
+
+
+def test_override_indexes_arrays_of_tables(write_spec):
+    path = write_spec(MINIMAL_SPEC + '[[loss]]\nname = "ce"\n')
+    assert spec.load(path, ["loss.0.weight=0.4"]).loss[0].weight == 0.4
+    with pytest.raises(SpecError, match=r"override 'loss\.3\.weight=1': loss is an array of 1; index it with 0\.\.0"):
+        spec.load(path, ["loss.3.weight=1"])
+
+
+def test_resolved_spec_hash_ignores_spelling_but_not_values(write_spec):
+    a = spec.load(write_spec(MINIMAL_SPEC))
+    b = spec.load(write_spec("seed = 0\n" + MINIMAL_SPEC + "[trainer]\nepochs = 1\n", "b.toml"))
+    c = spec.load(write_spec("seed = 1\n" + MINIMAL_SPEC, "c.toml"))
+    assert spec.spec_hash(a) == spec.spec_hash(b) != spec.spec_hash(c)
+    assert len(spec.spec_hash(a)) == 8
+
+
+# ---- every error: one line, the file, the dotted key, what was expected -------------------
+
+ERROR_CASES = {
+    "unknown key": ("[trainer]\nepoch = 3\n", [], r"spec\.toml: trainer\.epoch: unknown key; did you mean trainer\.epochs\?"),
+    "unknown section": ("[traner]\nepochs = 3\n", [], r"spec\.toml: traner: unknown key; did you mean trainer\?"),
+    "wrong type": ('[trainer]\nepochs = "ten"\n', [], r"spec\.toml: trainer\.epochs: expected an integer, got 'ten'"),
+    "bool is not int": ("[trainer]\nepochs = true\n", [], r"trainer\.epochs: expected an integer, got True"),
+    "out of range": ("[trainer]\nepochs = 0\n", [], r"spec\.toml: trainer\.epochs: expected a number >= 1, got 0"),
+    "negative lr": ("[optimizer]\nlr = -0.1\n", [], r"optimizer\.lr: expected a number > 0\.0"),
+    "literal": ('[trainer]\nprecision = "16-mix"\n', [], r"trainer\.precision: expected one of '32', '16-mixed', 'bf16-mixed', got '16-mix'; did you mean 16-mixed\?"),
+    "unknown model": ('[model]\nname = "hrnet_ocrr"\n', [], r"spec\.toml: model\.name: unknown model 'hrnet_ocrr'; did you mean hrnet\?"),
+    "unknown backbone": ('[model]\nbackbone = "hrnet-w48"\n', [], r"model\.backbone: unknown backbone 'hrnet-w48'; did you mean hrnet_w48\? \(known: hrnet_w18,"),
+    "unknown loss": ('[[loss]]\nname = "cee"\n', [], r"spec\.toml: loss\.0\.name: unknown loss 'cee'; did you mean ce\?"),
+    "unknown dataset": ('', ['data.dataset="cityscape"'], r"override 'data\.dataset=\"cityscape\"': data\.dataset: unknown dataset 'cityscape'; did you mean cityscapes\?"),
+    "unknown strategy": ('[trainer]\nstrategy = "dpp"\n', [], r"trainer\.strategy: unknown strategy 'dpp'; did you mean ddp\?"),
+    "loss count": ('[[loss]]\nname = "ce"\n[[loss]]\nname = "ce"\n', [], r"loss: 2 \[\[loss\]\] tables for the 1 outputs of model hrnet \(out\)"),
+    "weights length": ('[[loss]]\nname = "wce"\nclass_weights = [1.0, 2.0]\n', [], r"loss\.0\.class_weights: expected 19 class weights .* got 2"),
+    "weights missing": ('[[loss]]\nname = "wce"\n', [], r"loss\.0\.class_weights: loss wce needs class_weights"),
+    "weights on ce": ('[[loss]]\nname = "ce"\nclass_weights = "cityscapes"\n', [], r"loss ce takes no class_weights \(the weighted variant is wce\)"),
+    "unknown weight set": ('[[loss]]\nname = "wce"\nclass_weights = "cityscape"\n', [], r"unknown class weight set 'cityscape'; did you mean cityscapes\?"),
+    "unknown transform": ('[[data.train_pipeline]]\nname = "HorizontalFlipp"\n', [], r"data\.train_pipeline\.0\.name: unknown albumentations transform 'HorizontalFlipp'; did you mean HorizontalFlip\?"),
+    "unknown transform arg": ('[[data.val_pipeline]]\nname = "RandomCrop"\nheight = 4\nwidht = 4\n', [], r"data\.val_pipeline\.0\.widht: RandomCrop takes no argument 'widht'; did you mean width\?"),
+    "invalid transform arg": ('[[data.val_pipeline]]\nname = "RandomCrop"\nheight = -4\nwidth = 4\n', [], r"data\.val_pipeline\.0\.name: RandomCrop: height: Input should be greater than or equal to 1"),
+    "wrong type by override": ('', ['data.root=1'], r"override 'data\.root=1': data\.root: expected a string, got 1"),
+    "bad override syntax": ('', ["trainer.epochs"], r"override 'trainer\.epochs': expected KEY=VALUE with a dotted key"),
+    "bad override key": ('', ["trainer..epochs=3"], r"override 'trainer\.\.epochs=3': expected KEY=VALUE"),
+    "bad override value": ('', ["trainer.epochs=[1,"], r"override 'trainer\.epochs=\[1,': the value '\[1,' is not a TOML value"),
+    "override into value": ('', ["name.x=1"], r"override 'name\.x=1': name is a value, not a table"),
+    "override makes a table": ('', ["seed.x=1"], r"override 'seed\.x=1': seed: expected an integer, got \{'x': 1\}"),
+    "override unknown key": ('', ["trainer.epoch=3"], r"override 'trainer\.epoch=3': trainer\.epoch: unknown key; did you mean trainer\.epochs\?"),
+    "bad name": ('', ['name="a b"'], r"name: expected a name of letters, digits"),
+    "invalid toml": ("[trainer\n", [], r"spec\.toml: invalid TOML"),
+}
+
+
+@pytest.mark.parametrize("body, overrides, message", ERROR_CASES.values(), ids=ERROR_CASES.keys())
+def test_errors_name_file_key_and_fix(write_spec, body, overrides, message):
+    with pytest.raises(SpecError, match=message) as error:
+        spec.load(write_spec(MINIMAL_SPEC + body), overrides)
+    assert "\n" not in str(error.value)
+
+
+def test_missing_required_key(write_spec):
+    with pytest.raises(SpecError, match=r"spec\.toml: data: missing required key \(a table\)"):
+        spec.load(write_spec('name = "x"\n'))
+
+
+def test_missing_spec_file(tmp_path):
+    with pytest.raises(SpecError, match=r"nope\.toml: no such spec file"):
+        spec.load(tmp_path / "nope.toml")
+
+
+def test_missing_extends_file_names_the_file_that_extends(write_spec):
+    path = write_spec('extends = "base.toml"\n' + MINIMAL_SPEC)
+    with pytest.raises(SpecError, match=r"spec\.toml: extends: no such file .*base\.toml; the path is relative to"):
+        spec.load(path)
+
+
+def test_extends_cycle(write_spec):
+    first = write_spec('extends = "b.toml"\nname = "a"\n', "a.toml")
+    write_spec('extends = "a.toml"\n', "b.toml")
+    with pytest.raises(SpecError, match=r"b\.toml: extends: cycle .*a\.toml -> .*b\.toml -> .*a\.toml; remove one"):
+        spec.load(first)
+
+
+def test_error_names_the_base_file_a_bad_key_came_from(write_spec):
+    write_spec(MINIMAL_SPEC + "[trainer]\nepochs = -1\n", "base.toml")
+    child = write_spec('extends = "base.toml"\nseed = 2\n', "child.toml")
+    with pytest.raises(SpecError, match=r"base\.toml: trainer\.epochs: expected a number >= 1"):
+        spec.load(child)
