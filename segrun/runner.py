@@ -1,6 +1,5 @@
 """From a Spec to a trained, evaluated run: builders for each part, then Lightning's Trainer."""
-import json
-import time
+import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -12,7 +11,6 @@ from segrun import losses, models
 from segrun.data import DATASETS
 from segrun.data.datamodule import SegmentationDataModule, ensure_dataset
 from segrun.errors import UserError
-from segrun.metrics import format_iou_table
 from segrun.optim import optimization
 from segrun.run_folder import RunFolder, run_folder_for
 from segrun.spec import Spec
@@ -85,9 +83,10 @@ def train(spec: Spec, runs_dir: Path, force: bool = False, progress: bool = True
     resume = folder.resume_checkpoint()
     if resume is not None:
         print(f"resuming {folder.path} from {resume.name}")
-    started = time.time()
-    trainer.fit(task, datamodule=datamodule, ckpt_path=resume)
-    train_seconds = time.time() - started
+    with warnings.catch_warnings():
+        # "last" resumes from the newer of last.ckpt and interrupted.ckpt; a fresh run has neither.
+        warnings.filterwarnings("ignore", message=r".*there is no last checkpoint available")
+        trainer.fit(task, datamodule=datamodule, ckpt_path="last")
     best = trainer.checkpoint_callback.best_model_path or None
     trainer.validate(task, datamodule=datamodule, ckpt_path=best, verbose=False)
     if trainer.is_global_zero:
@@ -97,13 +96,8 @@ def train(spec: Spec, runs_dir: Path, force: bool = False, progress: bool = True
             "epoch": checkpoint["epoch"] if checkpoint else trainer.current_epoch,
             "step": checkpoint["global_step"] if checkpoint else trainer.global_step,
             "checkpoint": str(Path(best).resolve().relative_to(folder.path.resolve())) if best else None,
-            "train_seconds": round(train_seconds, 1),
         }
         folder.write_metrics(metrics)
-        print(f"\n{folder.path}: best validation (epoch {metrics['epoch']}, step {metrics['step']}):\n"
-              + format_iou_table(metrics))
+        print(f"{folder.metrics_file}: mIoU {metrics['mIoU']:.4f} of {metrics['checkpoint'] or 'the final weights'} "
+              f"(epoch {metrics['epoch']}, step {metrics['step']})")
     return folder
-
-
-def read_metrics(folder: RunFolder) -> dict:
-    return json.loads(folder.metrics_file.read_text())

@@ -123,8 +123,8 @@ def _draw_objects(canvas: _Canvas, rng, vanish_x: float, half_road: float, horiz
     objects = []
     for _ in range(rng.integers(1, 6)):
         objects.append(("car", rng.uniform(0.1, 1.0)))
-    for _ in range(rng.integers(1, 6)):
-        objects.append(("person", rng.uniform(0.15, 1.0)))
+    for _ in range(rng.integers(2, 7)):
+        objects.append(("person", rng.uniform(0.35, 1.0)))
     for _ in range(rng.integers(0, 3)):
         objects.append(("static", rng.uniform(0.2, 1.0)))
     for kind, depth in sorted(objects, key=lambda item: item[1]):  # far ones first
@@ -145,9 +145,9 @@ def _draw_objects(canvas: _Canvas, rng, vanish_x: float, half_road: float, horiz
             cx = vanish_x + side * (road_half + rng.uniform(0.05, 0.5) * width * depth)
             h = rng.uniform(32, 48) * scale
             clothes = rng.uniform(20, 230, 3)
-            canvas.ellipse((cx, ground_y - h * 0.3), (h * 0.07, h * 0.3), clothes * 0.6, "person")
-            canvas.ellipse((cx, ground_y - h * 0.62), (h * 0.11, h * 0.22), clothes, "person")
-            canvas.ellipse((cx, ground_y - h * 0.9), (h * 0.08, h * 0.09), (205, 165, 135), "person")
+            canvas.ellipse((cx, ground_y - h * 0.3), (h * 0.1, h * 0.3), clothes * 0.6, "person")
+            canvas.ellipse((cx, ground_y - h * 0.62), (h * 0.16, h * 0.22), clothes, "person")
+            canvas.ellipse((cx, ground_y - h * 0.9), (h * 0.1, h * 0.1), (205, 165, 135), "person")
         else:
             cx = rng.uniform(0, width)
             size = rng.uniform(6, 14) * scale

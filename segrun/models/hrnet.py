@@ -2,11 +2,13 @@
 highest resolution, concatenated, and classified by a 1x1 conv-BN-ReLU-conv head.
 
 The backbone is timm's HRNet with `features_only=True, feature_location=""`, which returns the
-raw branch outputs (18/36/72/144 channels at W18, 48/96/192/384 at W48) at strides 4 to 32.
+raw branch outputs (18/36/72/144 channels at W18, 48/96/192/384 at W48) at strides 4 to 32, with
+its branch fusion switched to the segmentation HRNet's exact-size bilinear resizing.
 """
 import timm
 import torch
 import torch.nn.functional as F
+from timm.models.hrnet import HighResolutionModule
 from torch import nn
 
 # Widths of timm's HRNet family (the study uses W48); all give raw branches at strides 4-32.
@@ -16,19 +18,49 @@ BACKBONES = (
 )
 
 
-def create_backbone(name: str) -> nn.Module:
-    """timm HRNet returning its four branches; `feature_info.channels()` says their widths."""
-    if name not in BACKBONES:
-        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}")
-    # out_indices 1-4 skip the stride-2 stem feature, which HRNetV2 does not use.
-    return timm.create_model(name, pretrained=False, features_only=True, feature_location="", out_indices=(1, 2, 3, 4))
-
-
 def resize(tensor: torch.Tensor, size, align_corners: bool) -> torch.Tensor:
     """Bilinear resize of [N, C, H, W] to `size` (a no-op at that size already)."""
     if tuple(tensor.shape[-2:]) == tuple(size):
         return tensor
     return F.interpolate(tensor, size=tuple(size), mode="bilinear", align_corners=align_corners)
+
+
+class ExactSizeFusion(HighResolutionModule):
+    """timm's HRNet module with the fusion of the segmentation HRNet: a lower-resolution branch
+    is resized bilinearly to the exact size of the branch it joins. timm's classification HRNet
+    upsamples by nearest x2^k instead, which fails unless the input size divides by 32."""
+
+    align_corners: bool
+
+    def forward(self, x: list[torch.Tensor]) -> list[torch.Tensor]:
+        if self.num_branches == 1:
+            return [self.branches[0](x[0])]
+        x = [branch(tensor) for branch, tensor in zip(self.branches, x)]
+        fused = []
+        for i, fuse_into_i in enumerate(self.fuse_layers):
+            total = None
+            for j, fuse in enumerate(fuse_into_i):
+                if j > i:  # 1x1 conv + BN, then resize in place of timm's trailing nn.Upsample
+                    term = resize(fuse[:-1](x[j]), x[i].shape[-2:], self.align_corners)
+                else:
+                    term = fuse(x[j])
+                total = term if total is None else total + term
+            fused.append(self.fuse_act(total))
+        return fused
+
+
+def create_backbone(name: str, align_corners: bool = True) -> nn.Module:
+    """timm HRNet returning its four branches; `feature_info.channels()` says their widths."""
+    if name not in BACKBONES:
+        raise ValueError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}")
+    # out_indices 1-4 skip the stride-2 stem feature, which HRNetV2 does not use.
+    backbone = timm.create_model(name, pretrained=False, features_only=True, feature_location="", out_indices=(1, 2, 3, 4))
+    for module in backbone.modules():
+        if type(module) is HighResolutionModule:
+            # Same parameters, so pretrained weights load unchanged; only the forward differs.
+            module.__class__ = ExactSizeFusion
+            module.align_corners = align_corners
+    return backbone
 
 
 def concat_branches(branches: list[torch.Tensor], align_corners: bool) -> torch.Tensor:
@@ -43,7 +75,7 @@ class HRNetV2(nn.Module):
     def __init__(self, num_classes: int, backbone: str = "hrnet_w48", align_corners: bool = True):
         super().__init__()
         self.align_corners = align_corners
-        self.backbone = create_backbone(backbone)
+        self.backbone = create_backbone(backbone, align_corners)
         channels = sum(self.backbone.feature_info.channels())
         self.head = nn.Sequential(
             nn.Conv2d(channels, channels, kernel_size=1),

@@ -1,0 +1,72 @@
+import subprocess
+import sys
+
+import pytest
+
+from segrun import spec
+from segrun.cli import main
+from tests.conftest import MINIMAL_SPEC, REPO
+
+
+def test_show_prints_a_spec_that_loads_back_equal(tmp_path, capsys):
+    assert main(["show", str(REPO / "specs" / "quickstart.toml"), "trainer.epochs=3"]) == 0
+    printed = capsys.readouterr().out
+    expected = spec.load(REPO / "specs" / "quickstart.toml", ["trainer.epochs=3"])
+    assert spec.loads(printed) == expected
+    (tmp_path / "shown.toml").write_text(printed)
+    assert spec.load(tmp_path / "shown.toml") == expected
+
+
+def test_user_errors_exit_2_with_one_line_and_no_traceback(write_spec):
+    path = write_spec(MINIMAL_SPEC + "[trainer]\nepoch = 3\n")
+    result = subprocess.run([sys.executable, "-m", "segrun", str(path)], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert result.stderr.startswith("segrun: error: ") and "did you mean trainer.epochs?" in result.stderr
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["missing.toml"], "missing.toml: no such spec file"),
+    (["show", "{spec}", "trainer.epochs"], "expected KEY=VALUE"),
+    (["validate", "{spec}"], "no such folder; it comes from leftImg8bit_trainvaltest.zip"),
+    (["data", "prepare", "cityscapes", "{tmp}/nothing"], "gtFine: no such folder"),
+])
+def test_each_command_reports_user_errors(write_spec, tmp_path, capsys, arguments, message):
+    path = write_spec(MINIMAL_SPEC.replace('"somewhere"', f'"{tmp_path}/absent"'))
+    arguments = [a.format(spec=path, tmp=tmp_path) for a in arguments]
+    assert main(arguments) == 2
+    error = capsys.readouterr().err
+    assert message in error and error.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["show"], ["validate"], ["data"], ["data", "synth"], ["data", "prepare"], ["doctor"]])
+def test_help_on_every_command(command, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main([*command, "--help"])
+    assert exit.value.code == 0
+    assert "usage: segrun" in capsys.readouterr().out
+
+
+def test_data_synth_prepare_then_validate(tmp_path, write_spec, capsys):
+    root = tmp_path / "city"
+    assert main(["data", "synth", "cityscapes", str(root), "--train-images", "3", "--val-images", "2",
+                 "--height", "64", "--width", "128"]) == 0
+    assert main(["data", "prepare", "cityscapes", str(root)]) == 0
+    path = write_spec(MINIMAL_SPEC.replace('"somewhere"', f'"{root}"'))
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "wrote 5 synthetic scenes" in out and "wrote 5 label files" in out
+    assert "cityscapes with 3 train and 2 val images, labels prepared" in out
+
+
+def test_relative_roots_live_under_segrun_data(tmp_path, write_spec, monkeypatch, capsys):
+    monkeypatch.setenv("SEGRUN_DATA", str(tmp_path / "datasets"))
+    path = write_spec(MINIMAL_SPEC + "[data.synthetic]\n")
+    assert main(["validate", str(path)]) == 0
+    assert f"{tmp_path}/datasets/somewhere: not there yet; the run will synthesise it" in capsys.readouterr().out
+
+
+def test_doctor_names_the_backend_of_each_op(capsys):
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "torch" in out and "confusion_matrix" in out and "cuda" in out

@@ -1,0 +1,99 @@
+"""Really train a tiny HRNet on generated Cityscapes-layout data through the public entry points."""
+import csv
+import json
+
+import pytest
+
+from segrun import runner, spec
+from segrun.cli import main
+from segrun.task import SegmentationTask
+
+TINY = """
+name = "tiny"
+seed = 0
+[data]
+root = "{root}"
+batch_size = 4
+num_workers = 0
+[data.synthetic]
+train_images = 16
+val_images = 4
+height = 64
+width = 128
+[[data.train_pipeline]]
+name = "HorizontalFlip"
+[[data.train_pipeline]]
+name = "Normalize"
+[[data.val_pipeline]]
+name = "Normalize"
+[model]
+backbone = "hrnet_w18_small"
+[optimizer]
+name = "adamw"
+lr = 0.003
+weight_decay = 0.0
+[trainer]
+epochs = 3
+accelerator = "cpu"
+log_every_n_steps = 1
+"""
+
+
+@pytest.fixture
+def tiny_spec(tmp_path, write_spec):
+    return write_spec(TINY.format(root=tmp_path / "synthetic"))
+
+
+def logged_losses(folder, version=0):
+    with open(folder.logs / "csv" / f"version_{version}" / "metrics.csv") as file:
+        return [(int(row["step"]), float(row["train/loss"])) for row in csv.DictReader(file) if row.get("train/loss")]
+
+
+def test_training_writes_a_complete_run_folder_and_the_loss_falls(tiny_spec, tmp_path, capsys):
+    assert main([str(tiny_spec), "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
+    loaded = spec.load(tiny_spec)
+    folder = tmp_path / "runs" / f"tiny-{spec.spec_hash(loaded)}"
+    assert spec.loads((folder / "spec.toml").read_text()) == loaded
+    assert (folder / "checkpoints" / "last.ckpt").is_file()
+    assert list((folder / "checkpoints").glob("best-epoch=*.ckpt"))
+    assert list((folder / "logs" / "tensorboard").rglob("events.out.tfevents.*"))
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert {"mIoU", "pixel_accuracy", "per_class_iou", "epoch", "step"} <= set(metrics)
+    assert 0.0 <= metrics["mIoU"] <= 1.0 and len(metrics["per_class_iou"]) == 19
+    assert metrics["per_class_iou"]["road"] is not None and metrics["per_class_iou"]["train"] is None
+    assert "mIoU" in capsys.readouterr().out
+
+    losses = [loss for _, loss in logged_losses(runner.RunFolder(folder))]
+    assert len(losses) == 12
+    assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
+
+    # The same spec again leaves the finished run alone; --force trains a new folder beside it.
+    finished_at = (folder / "metrics.json").stat().st_mtime
+    assert main([str(tiny_spec), "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
+    assert "already holds this finished run" in capsys.readouterr().out
+    assert (folder / "metrics.json").stat().st_mtime == finished_at
+    assert main([str(tiny_spec), "trainer.max_steps=2", "--runs", str(tmp_path / "runs"), "--no-progress", "--force"]) == 0
+    forced = spec.load(tiny_spec, ["trainer.max_steps=2"])
+    assert (tmp_path / "runs" / f"tiny-{spec.spec_hash(forced)}" / "metrics.json").is_file()
+
+
+def test_an_interrupted_run_resumes_where_it_stopped(tiny_spec, tmp_path, monkeypatch):
+    loaded = spec.load(tiny_spec)
+    real_step = SegmentationTask.training_step
+
+    def step_then_crash(self, batch, batch_index):
+        if self.global_step == 6:
+            raise KeyboardInterrupt
+        return real_step(self, batch, batch_index)
+
+    monkeypatch.setattr(SegmentationTask, "training_step", step_then_crash)
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        runner.train(loaded, tmp_path / "runs", progress=False)
+    monkeypatch.setattr(SegmentationTask, "training_step", real_step)
+    folder = runner.run_folder_for(loaded, tmp_path / "runs")
+    assert not folder.finished and (folder.checkpoints / "interrupted.ckpt").is_file()
+
+    runner.train(loaded, tmp_path / "runs", progress=False)
+    assert folder.finished
+    resumed_steps = [step for step, _ in logged_losses(folder, version=1)]
+    assert len(resumed_steps) == 12 - 6 and resumed_steps[0] >= 6  # the 6 steps left, not all 12 again
