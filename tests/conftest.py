@@ -3,12 +3,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-
-
 def reference_dir() -> Path:
     """../shared/reference beside the checkout (SEGRUN_REFERENCE overrides)."""
-    return Path(os.environ.get("SEGRUN_REFERENCE", REPO.parent / "shared" / "reference"))
+    repo = Path(__file__).resolve().parents[1]
+    return Path(os.environ.get("SEGRUN_REFERENCE", repo.parent / "shared" / "reference"))
 
 
 @pytest.fixture
@@ -43,8 +41,8 @@ def write_spec(tmp_path):
     return write
 
 
-MINIMAL_SPEC = """
-name = "tiny"
-[data]
-root = "somewhere"
-"""
+@pytest.fixture
+def minimal_spec() -> str:
+    """The smallest valid spec; tests append tables to it."""
+    return 'name = "tiny"\n[data]\nroot = "somewhere"\n'
+

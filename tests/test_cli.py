@@ -1,11 +1,13 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from segrun import spec
 from segrun.cli import main
-from tests.conftest import MINIMAL_SPEC, REPO
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_show_prints_a_spec_that_loads_back_equal(tmp_path, capsys):
@@ -17,8 +19,8 @@ def test_show_prints_a_spec_that_loads_back_equal(tmp_path, capsys):
     assert spec.load(tmp_path / "shown.toml") == expected
 
 
-def test_user_errors_exit_2_with_one_line_and_no_traceback(write_spec):
-    path = write_spec(MINIMAL_SPEC + "[trainer]\nepoch = 3\n")
+def test_user_errors_exit_2_with_one_line_and_no_traceback(write_spec, minimal_spec):
+    path = write_spec(minimal_spec + "[trainer]\nepoch = 3\n")
     result = subprocess.run([sys.executable, "-m", "segrun", str(path)], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0, result.stderr
@@ -31,8 +33,8 @@ def test_user_errors_exit_2_with_one_line_and_no_traceback(write_spec):
     (["validate", "{spec}"], "no such folder; it comes from leftImg8bit_trainvaltest.zip"),
     (["data", "prepare", "cityscapes", "{tmp}/nothing"], "gtFine: no such folder"),
 ])
-def test_each_command_reports_user_errors(write_spec, tmp_path, capsys, arguments, message):
-    path = write_spec(MINIMAL_SPEC.replace('"somewhere"', f'"{tmp_path}/absent"'))
+def test_each_command_reports_user_errors(write_spec, tmp_path, capsys, arguments, message, minimal_spec):
+    path = write_spec(minimal_spec.replace('"somewhere"', f'"{tmp_path}/absent"'))
     arguments = [a.format(spec=path, tmp=tmp_path) for a in arguments]
     assert main(arguments) == 2
     error = capsys.readouterr().err
@@ -47,21 +49,21 @@ def test_help_on_every_command(command, capsys):
     assert "usage: segrun" in capsys.readouterr().out
 
 
-def test_data_synth_prepare_then_validate(tmp_path, write_spec, capsys):
+def test_data_synth_prepare_then_validate(tmp_path, write_spec, capsys, minimal_spec):
     root = tmp_path / "city"
     assert main(["data", "synth", "cityscapes", str(root), "--train-images", "3", "--val-images", "2",
                  "--height", "64", "--width", "128"]) == 0
     assert main(["data", "prepare", "cityscapes", str(root)]) == 0
-    path = write_spec(MINIMAL_SPEC.replace('"somewhere"', f'"{root}"'))
+    path = write_spec(minimal_spec.replace('"somewhere"', f'"{root}"'))
     assert main(["validate", str(path)]) == 0
     out = capsys.readouterr().out
     assert "wrote 5 synthetic scenes" in out and "wrote 5 label files" in out
     assert "cityscapes with 3 train and 2 val images, labels prepared" in out
 
 
-def test_relative_roots_live_under_segrun_data(tmp_path, write_spec, monkeypatch, capsys):
+def test_relative_roots_live_under_segrun_data(tmp_path, write_spec, monkeypatch, capsys, minimal_spec):
     monkeypatch.setenv("SEGRUN_DATA", str(tmp_path / "datasets"))
-    path = write_spec(MINIMAL_SPEC + "[data.synthetic]\n")
+    path = write_spec(minimal_spec + "[data.synthetic]\n")
     assert main(["validate", str(path)]) == 0
     assert f"{tmp_path}/datasets/somewhere: not there yet; the run will synthesise it" in capsys.readouterr().out
 

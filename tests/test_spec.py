@@ -1,12 +1,15 @@
+from pathlib import Path
+
 import pytest
 
 from segrun import spec
 from segrun.spec import SpecError
-from tests.conftest import MINIMAL_SPEC, REPO
+
+REPO = Path(__file__).resolve().parents[1]
 
 
-def test_minimal_spec_gets_defaults(write_spec):
-    loaded = spec.load(write_spec(MINIMAL_SPEC))
+def test_minimal_spec_gets_defaults(write_spec, minimal_spec):
+    loaded = spec.load(write_spec(minimal_spec))
     assert loaded.name == "tiny"
     assert loaded.model.name == "hrnet" and loaded.model.backbone == "hrnet_w48"
     assert [loss.name for loss in loaded.loss] == ["ce"]
@@ -61,8 +64,8 @@ def test_extends_chain_of_three(tmp_path, write_spec):
     assert (loaded.name, loaded.data.root, loaded.trainer.epochs) == ("c", "r", 3)
 
 
-def test_overrides_use_toml_values(write_spec):
-    loaded = spec.load(write_spec(MINIMAL_SPEC), [
+def test_overrides_use_toml_values(write_spec, minimal_spec):
+    loaded = spec.load(write_spec(minimal_spec), [
         "trainer.epochs=400", "model.name=hrnet", 'model.backbone="hrnet_w18"', "optimizer.lr=2e-3",
         "optimizer.betas=[0.8, 0.9]", "trainer.sync_batchnorm=true", "data.synthetic.height=64",
     ])
@@ -73,17 +76,17 @@ def test_overrides_use_toml_values(write_spec):
     assert loaded.data.synthetic.height == 64
 
 
-def test_override_indexes_arrays_of_tables(write_spec):
-    path = write_spec(MINIMAL_SPEC + '[[loss]]\nname = "ce"\n')
+def test_override_indexes_arrays_of_tables(write_spec, minimal_spec):
+    path = write_spec(minimal_spec + '[[loss]]\nname = "ce"\n')
     assert spec.load(path, ["loss.0.weight=0.4"]).loss[0].weight == 0.4
     with pytest.raises(SpecError, match=r"override 'loss\.3\.weight=1': loss is an array of 1; index it with 0\.\.0"):
         spec.load(path, ["loss.3.weight=1"])
 
 
-def test_resolved_spec_hash_ignores_spelling_but_not_values(write_spec):
-    a = spec.load(write_spec(MINIMAL_SPEC))
-    b = spec.load(write_spec("seed = 0\n" + MINIMAL_SPEC + "[trainer]\nepochs = 1\n", "b.toml"))
-    c = spec.load(write_spec("seed = 1\n" + MINIMAL_SPEC, "c.toml"))
+def test_resolved_spec_hash_ignores_spelling_but_not_values(write_spec, minimal_spec):
+    a = spec.load(write_spec(minimal_spec))
+    b = spec.load(write_spec("seed = 0\n" + minimal_spec + "[trainer]\nepochs = 1\n", "b.toml"))
+    c = spec.load(write_spec("seed = 1\n" + minimal_spec, "c.toml"))
     assert spec.spec_hash(a) == spec.spec_hash(b) != spec.spec_hash(c)
     assert len(spec.spec_hash(a)) == 8
 
@@ -124,9 +127,9 @@ ERROR_CASES = {
 
 
 @pytest.mark.parametrize("body, overrides, message", ERROR_CASES.values(), ids=ERROR_CASES.keys())
-def test_errors_name_file_key_and_fix(write_spec, body, overrides, message):
+def test_errors_name_file_key_and_fix(write_spec, body, overrides, message, minimal_spec):
     with pytest.raises(SpecError, match=message) as error:
-        spec.load(write_spec(MINIMAL_SPEC + body), overrides)
+        spec.load(write_spec(minimal_spec + body), overrides)
     assert "\n" not in str(error.value)
 
 
@@ -140,8 +143,8 @@ def test_missing_spec_file(tmp_path):
         spec.load(tmp_path / "nope.toml")
 
 
-def test_missing_extends_file_names_the_file_that_extends(write_spec):
-    path = write_spec('extends = "base.toml"\n' + MINIMAL_SPEC)
+def test_missing_extends_file_names_the_file_that_extends(write_spec, minimal_spec):
+    path = write_spec('extends = "base.toml"\n' + minimal_spec)
     with pytest.raises(SpecError, match=r"spec\.toml: extends: no such file .*base\.toml; the path is relative to"):
         spec.load(path)
 
@@ -153,8 +156,8 @@ def test_extends_cycle(write_spec):
         spec.load(first)
 
 
-def test_error_names_the_base_file_a_bad_key_came_from(write_spec):
-    write_spec(MINIMAL_SPEC + "[trainer]\nepochs = -1\n", "base.toml")
+def test_error_names_the_base_file_a_bad_key_came_from(write_spec, minimal_spec):
+    write_spec(minimal_spec + "[trainer]\nepochs = -1\n", "base.toml")
     child = write_spec('extends = "base.toml"\nseed = 2\n', "child.toml")
     with pytest.raises(SpecError, match=r"base\.toml: trainer\.epochs: expected a number >= 1"):
         spec.load(child)
