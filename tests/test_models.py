@@ -40,3 +40,30 @@ def test_create_rejects_unknown_names_and_drops_none_options():
         models.create("nope", 19)
     model = models.create("hrnet", 4, backbone="hrnet_w18_small", align_corners=None)
     assert model.align_corners is True
+
+
+def test_init_loads_matching_tensors_and_names_the_rest(tmp_path, capsys):
+    from segrun.runner import load_init_weights
+
+    torch.manual_seed(0)
+    source = models.create("hrnet", 3, backbone="hrnet_w18_small")
+    state = {f"model.{key}": value for key, value in source.state_dict().items()}
+    state["model.head.3.weight"] = torch.zeros(7, 270, 1, 1)  # a classifier for another class count
+    torch.save({"state_dict": state}, tmp_path / "other.ckpt")
+
+    torch.manual_seed(1)
+    target = models.create("hrnet", 3, backbone="hrnet_w18_small")
+    load_init_weights(target, tmp_path / "other.ckpt")
+    assert torch.equal(target.head[0].weight, source.head[0].weight)
+    assert not torch.equal(target.head[3].weight, source.head[3].weight)
+    assert "skipped (shape or name differs): head.3.weight" in capsys.readouterr().out
+
+
+def test_init_from_a_missing_checkpoint_is_a_user_error(tmp_path):
+    from segrun.errors import UserError
+    from segrun.runner import load_init_weights
+
+    with pytest.raises(UserError, match="init: no such checkpoint"):
+        load_init_weights(models.create("hrnet", 3, backbone="hrnet_w18_small"), tmp_path / "none.ckpt")
+    with pytest.raises(UserError, match="holds no checkpoints"):
+        load_init_weights(models.create("hrnet", 3, backbone="hrnet_w18_small"), tmp_path)
