@@ -6,13 +6,27 @@ from pathlib import Path
 
 from segrun.errors import UserError
 
-COMMANDS = ("train", "show", "validate", "data", "doctor")
+COMMANDS = ("train", "show", "validate", "eval", "summary", "data", "doctor")
 
 
 def _spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="the experiment spec (TOML)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                         help="change a key of the spec, value in TOML syntax: trainer.epochs=400 model.name=hrnet")
+
+
+def _scales(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 0.5,1.0,2.0, got {text!r}") from None
+
+
+def _window(text: str) -> tuple[int, int]:
+    height, sep, width = text.lower().partition("x")
+    if not (sep and height.isdigit() and width.isdigit() and int(height) > 0 and int(width) > 0):
+        raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH such as 1024x1024, got {text!r}")
+    return int(height), int(width)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,6 +51,22 @@ def _parser() -> argparse.ArgumentParser:
     validate = commands.add_parser("validate", help="check a spec and its dataset without training",
                                    description="Load the spec, build its pipelines, and check that the dataset is there.")
     _spec_arguments(validate)
+
+    evaluate = commands.add_parser("eval", help="evaluate a trained run on the val split",
+                                   description="Evaluate a run folder's best (else last) checkpoint, or a given "
+                                               "checkpoint, on the val split; print per-class IoU and write eval.json. "
+                                               "Options not given come from the run's [eval].")
+    evaluate.add_argument("run", type=Path, metavar="RUN_OR_CKPT")
+    evaluate.add_argument("--scales", type=_scales, help="comma-separated image scales, e.g. 0.5,1.0,2.0")
+    evaluate.add_argument("--flip", action="store_true", default=None, help="average with the left-right flipped image")
+    evaluate.add_argument("--sliding", type=_window, metavar="HxW", help="sliding-window inference with this window")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    summary = commands.add_parser("summary", help="parameters, MACs and outputs of a spec's model",
+                                  description="Print parameters, multiply-accumulates at the spec's crop size "
+                                              "(or --size) and the names of the model's outputs.")
+    _spec_arguments(summary)
+    summary.add_argument("--size", type=_window, metavar="HxW", help="input size (default: the train crop)")
 
     data = commands.add_parser("data", help="make or prepare datasets", description="Make or prepare datasets.")
     data_commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -82,11 +112,27 @@ def _validate(args) -> None:
     dataset = DATASETS[loaded.data.dataset]
     print(f"{args.spec}: spec ok ({loaded.model.name}/{loaded.model.backbone}, "
           f"losses {', '.join(loss.name for loss in loaded.loss)})")
+    for key, path in (("model.pretrained", loaded.model.pretrained), ("init", loaded.init)):
+        if path is not None and not Path(path).exists():
+            raise UserError(f"{args.spec}: {key}: no such file {path}")
     if loaded.data.synthetic is not None and not root.exists():
         print(f"{root}: not there yet; the run will synthesise it ([data.synthetic])")
         return
     counts = {split: len(dataset(root, split)) for split in ("train", "val")}
     print(f"{root}: {loaded.data.dataset} with {counts['train']} train and {counts['val']} val images, labels prepared")
+
+
+def _eval(args) -> None:
+    from segrun.evaluation import evaluate
+
+    evaluate(args.run, args.scales, args.flip, args.sliding, progress=not args.no_progress)
+
+
+def _summary(args) -> None:
+    from segrun import spec
+    from segrun.summary import summarize
+
+    print(summarize(spec.load(args.spec, args.overrides), args.size))
 
 
 def _data(args) -> None:
@@ -116,7 +162,9 @@ def main(argv=None) -> int:
         _parser().print_help()
         return 2
     try:
-        {"train": _train, "show": _show, "validate": _validate, "data": _data, "doctor": _doctor}[args.command](args)
+        handlers = {"train": _train, "show": _show, "validate": _validate, "eval": _eval, "summary": _summary,
+                    "data": _data, "doctor": _doctor}
+        handlers[args.command](args)
     except UserError as error:
         print(f"segrun: error: {error}", file=sys.stderr)
         return 2

@@ -1,5 +1,6 @@
 """From a Spec to a trained, evaluated run: builders for each part, then Lightning's Trainer."""
 import warnings
+from functools import partial
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -10,44 +11,27 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from segrun import losses, models
 from segrun.data import DATASETS
 from segrun.data.datamodule import SegmentationDataModule, ensure_dataset
-from segrun.errors import UserError
+from segrun.inference import predict
+from segrun.models.weights import load_init, load_pretrained
 from segrun.optim import optimization
 from segrun.run_folder import RunFolder, run_folder_for
 from segrun.spec import Spec
 from segrun.task import SegmentationTask
 
 
-def build_task(spec: Spec) -> SegmentationTask:
+def build_task(spec: Spec, load_weights: bool = True) -> SegmentationTask:
+    """The task of a spec; with load_weights, the model starts from model.pretrained and init."""
     dataset = DATASETS[spec.data.dataset]
     model = models.create(spec.model.name, dataset.num_classes, **models.model_params(spec.model))
-    if spec.init is not None:
-        load_init_weights(model, Path(spec.init))
+    if load_weights and spec.model.pretrained is not None:
+        print(load_pretrained(model, Path(spec.model.pretrained)))
+    if load_weights and spec.init is not None:
+        print(load_init(model, Path(spec.init)))
     criteria = [losses.create(loss.name, dataset.num_classes, dataset.ignore_index, loss.class_weights)
                 for loss in spec.loss]
     return SegmentationTask(model, criteria, [loss.weight for loss in spec.loss], dataset.num_classes,
-                            dataset.class_names, dataset.ignore_index, optimization(spec.optimizer, spec.schedule))
-
-
-def load_init_weights(model: torch.nn.Module, init: Path) -> None:
-    """Copy every tensor of a segrun checkpoint (or a run folder's best, else last, checkpoint)
-    whose name and shape match the model; say what was skipped."""
-    if init.is_dir():
-        folder = RunFolder(init)
-        checkpoint = folder.best_checkpoint() or folder.resume_checkpoint()
-        if checkpoint is None:
-            raise UserError(f"init: {init} holds no checkpoints/*.ckpt; point init at a run folder that trained")
-        init = checkpoint
-    if not init.is_file():
-        raise UserError(f"init: no such checkpoint {init}")
-    state = torch.load(init, map_location="cpu", weights_only=True)["state_dict"]
-    state = {key.removeprefix("model."): value for key, value in state.items() if key.startswith("model.")}
-    own = model.state_dict()
-    matching = {key: value for key, value in state.items() if key in own and own[key].shape == value.shape}
-    model.load_state_dict(matching, strict=False)
-    skipped = sorted(set(state) - set(matching))
-    missing = sorted(set(own) - set(matching))
-    print(f"init: {len(matching)} tensors from {init}; skipped (shape or name differs): {', '.join(skipped) or 'none'}; "
-          f"left as initialised: {', '.join(missing) or 'none'}")
+                            dataset.class_names, dataset.ignore_index, optimization(spec.optimizer, spec.schedule),
+                            partial(predict, scales=spec.eval.scales, flip=spec.eval.flip, window=spec.eval.sliding))
 
 
 def build_trainer(spec: Spec, folder: RunFolder, progress: bool = True) -> pl.Trainer:

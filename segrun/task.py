@@ -12,9 +12,11 @@ from segrun.metrics import MeanIoU, format_iou_table, scores_as_json
 
 class SegmentationTask(pl.LightningModule):
     def __init__(self, model: nn.Module, losses: list[nn.Module], loss_weights: list[float], num_classes: int,
-                 class_names, ignore_index: int, configure_optimization: Callable[..., dict]):
+                 class_names, ignore_index: int, configure_optimization: Callable[..., dict],
+                 predict: Callable[[nn.Module, torch.Tensor], torch.Tensor]):
         super().__init__()
         self.model = model
+        self.predict = predict  # (model, images) -> probabilities, with the spec's test-time options
         self.losses = nn.ModuleList(losses)  # losses[i] applies to the model's output i
         self.loss_weights = loss_weights
         self.class_names = tuple(class_names)
@@ -35,7 +37,7 @@ class SegmentationTask(pl.LightningModule):
 
     def validation_step(self, batch, batch_index: int) -> None:
         images, target = batch
-        self.val_iou.update(self.model(images)[0], target)
+        self.val_iou.update(self.predict(self.model, images), target)
 
     def on_validation_epoch_end(self) -> None:
         scores = self.val_iou.compute()

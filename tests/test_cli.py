@@ -72,3 +72,21 @@ def test_doctor_names_the_backend_of_each_op(capsys):
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
     assert "torch" in out and "confusion_matrix" in out and "cuda" in out
+
+
+def test_summary_prints_parameters_macs_and_outputs(capsys):
+    quickstart = str(REPO / "specs" / "quickstart.toml")
+    losses = 'loss=[{name="ce"}, {name="ce", weight=0.4}]'
+    assert main(["summary", quickstart, "model.name=hrnet_ocr", "model.backbone=hrnet_w48", losses, "--size", "64x128"]) == 0
+    out = capsys.readouterr().out
+    assert "parameters  70,372,678" in out and "at 64x128" in out and "0: main, 1: aux" in out
+
+
+def test_eval_of_a_folder_that_is_not_a_run(tmp_path, capsys):
+    assert main(["eval", str(tmp_path)]) == 2
+    assert "no checkpoints/*.ckpt in this run folder" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "x.ckpt")]) == 2
+    assert "no such run folder or checkpoint" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit:
+        main(["eval", str(tmp_path), "--sliding", "big"])
+    assert exit.value.code == 2 and "expected HEIGHTxWIDTH such as 1024x1024, got 'big'" in capsys.readouterr().err

@@ -97,3 +97,26 @@ def test_an_interrupted_run_resumes_where_it_stopped(tiny_spec, tmp_path, monkey
     assert folder.finished
     resumed_steps = [step for step, _ in logged_losses(folder, version=1)]
     assert len(resumed_steps) == 12 - 6 and resumed_steps[0] >= 6  # the 6 steps left, not all 12 again
+
+
+STUDY_LOSSES = {2: "[[loss]]\nname = \"ce\"\n[[loss]]\nname = \"ce\"\nweight = 0.4\n",
+                4: "".join(f"[[loss]]\nname = \"ce\"\nweight = {w}\n" for w in (1.0, 0.4, 0.05, 0.05))}
+
+
+@pytest.mark.parametrize("name", ["hrnet_ocr", "hrnet_ocr_aspp", "hrnet_ocr_ms"])
+def test_each_model_trains_a_few_steps_and_evaluates(name, tmp_path, write_spec, capsys):
+    from segrun.models import output_names
+    from segrun.spec import ModelSpec
+
+    outputs = len(output_names(ModelSpec(name=name, backbone="hrnet_w18_small")))
+    path = write_spec(TINY.format(root=tmp_path / "synthetic") + STUDY_LOSSES[outputs])
+    overrides = [f"model.name={name}", "trainer.max_steps=2", "eval.scales=[0.5, 1.0]"]
+    assert main([str(path), *overrides, "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
+    folder = tmp_path / "runs" / f"tiny-{spec.spec_hash(spec.load(path, overrides))}"
+    assert (folder / "metrics.json").is_file()
+
+    assert main(["eval", str(folder), "--scales", "1.0,0.75", "--flip", "--sliding", "48x64", "--no-progress"]) == 0
+    result = json.loads((folder / "eval.json").read_text())
+    assert result["scales"] == [1.0, 0.75] and result["flip"] is True and result["sliding"] == [48, 64]
+    assert {"mIoU", "pixel_accuracy", "per_class_iou"} <= set(result)
+    assert "mIoU" in capsys.readouterr().out

@@ -9,18 +9,31 @@ def parameter_count(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def test_hrnetv2_w48_has_the_reference_parameter_count():
-    assert parameter_count(models.create("hrnet", 19, backbone="hrnet_w48")) == 65_859_379
+# The reference implementations' counts at W48 with 19 classes. OCR+ASPP is NVIDIA's OCRNetASPP
+# as published (ASPP 720 -> 5 x 256 at rates 12/24/36, then the OCR block on 1280 channels).
+REFERENCE_PARAMETERS = {"hrnet": 65_859_379, "hrnet_ocr": 70_372_678, "hrnet_ocr_ms": 72_143_430,
+                        "hrnet_ocr_aspp": 79_433_318}
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE_PARAMETERS))
+def test_w48_parameter_counts_match_the_references(name):
+    with torch.device("meta"):
+        model = models.create(name, 19, backbone="hrnet_w48")
+    assert parameter_count(model) == REFERENCE_PARAMETERS[name]
+
+
+def output_count(name: str, **params) -> int:
+    return len(models.output_names(ModelSpec(name=name, backbone="hrnet_w18_small", **params)))
 
 
 @pytest.mark.parametrize("name", sorted(models.MODELS))
-@pytest.mark.parametrize("height, width", [(64, 128), (50, 102)])
+@pytest.mark.parametrize("height, width", [(64, 128), (250, 510)])
 def test_every_model_returns_its_outputs_at_input_size(name, height, width):
     torch.manual_seed(0)
     model = models.create(name, 5, backbone="hrnet_w18_small").eval()
     with torch.no_grad():
         outputs = model(torch.randn(2, 3, height, width))
-    assert len(outputs) == len(models.output_names(ModelSpec(name=name, backbone="hrnet_w18_small")))
+    assert len(outputs) == output_count(name)
     for output in outputs:
         assert output.shape == (2, 5, height, width)
         assert torch.isfinite(output).all()
@@ -42,28 +55,36 @@ def test_create_rejects_unknown_names_and_drops_none_options():
     assert model.align_corners is True
 
 
-def test_init_loads_matching_tensors_and_names_the_rest(tmp_path, capsys):
-    from segrun.runner import load_init_weights
-
+def test_ms_ocr_outputs_and_single_scale_mode():
     torch.manual_seed(0)
-    source = models.create("hrnet", 3, backbone="hrnet_w18_small")
-    state = {f"model.{key}": value for key, value in source.state_dict().items()}
-    state["model.head.3.weight"] = torch.zeros(7, 270, 1, 1)  # a classifier for another class count
-    torch.save({"state_dict": state}, tmp_path / "other.ckpt")
+    model = models.create("hrnet_ocr_ms", 4, backbone="hrnet_w18_small").eval()
+    images = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        joint, joint_aux, pred_lo, pred_hi = model(images)
+        logits_lo, aux_lo, attention_lo = model.single_scale(model.rescale(images, 0.5))
+        logits_hi, aux_hi, _ = model.single_scale(images)
+    up = lambda t: torch.nn.functional.interpolate(t, size=(64, 96), mode="bilinear", align_corners=True)
+    assert torch.allclose(joint, up(attention_lo * logits_lo) + (1 - up(attention_lo)) * logits_hi, atol=1e-5)
+    assert torch.allclose(joint_aux, up(attention_lo * aux_lo) + (1 - up(attention_lo)) * aux_hi, atol=1e-5)
+    assert torch.allclose(pred_lo, up(logits_lo)) and torch.allclose(pred_hi, logits_hi)
+    assert attention_lo.shape == (1, 1, 32, 48) and ((attention_lo >= 0) & (attention_lo <= 1)).all()
 
-    torch.manual_seed(1)
-    target = models.create("hrnet", 3, backbone="hrnet_w18_small")
-    load_init_weights(target, tmp_path / "other.ckpt")
-    assert torch.equal(target.head[0].weight, source.head[0].weight)
-    assert not torch.equal(target.head[3].weight, source.head[3].weight)
-    assert "skipped (shape or name differs): head.3.weight" in capsys.readouterr().out
+    single = models.create("hrnet_ocr_ms", 4, backbone="hrnet_w18_small", mscale_training=False)
+    assert len(single(images)) == 2 == output_count("hrnet_ocr_ms", mscale_training=False)
 
 
-def test_init_from_a_missing_checkpoint_is_a_user_error(tmp_path):
-    from segrun.errors import UserError
-    from segrun.runner import load_init_weights
-
-    with pytest.raises(UserError, match="init: no such checkpoint"):
-        load_init_weights(models.create("hrnet", 3, backbone="hrnet_w18_small"), tmp_path / "none.ckpt")
-    with pytest.raises(UserError, match="holds no checkpoints"):
-        load_init_weights(models.create("hrnet", 3, backbone="hrnet_w18_small"), tmp_path)
+def test_ms_ocr_inference_fuses_scales_from_the_highest_down():
+    torch.manual_seed(0)
+    model = models.create("hrnet_ocr_ms", 3, backbone="hrnet_w18_small").eval()
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        fused = model.predict_scales(images, [0.5, 1.0, 2.0])
+        p2, _, _ = model.single_scale(model.rescale(images, 2.0))
+        p1, _, a1 = model.single_scale(images)
+        p05, _, a05 = model.single_scale(model.rescale(images, 0.5))
+    resize = lambda t, size: torch.nn.functional.interpolate(t, size=size, mode="bilinear", align_corners=True)
+    joint = a1 * p1 + (1 - a1) * resize(p2, (64, 64))
+    joint = resize(a05 * p05, (64, 64)) + (1 - resize(a05, (64, 64))) * joint
+    assert torch.allclose(fused, joint, atol=1e-5)
+    with pytest.raises(ValueError, match="needs 1.0 among the scales"):
+        model.predict_scales(images, [0.5, 2.0])

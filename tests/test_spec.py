@@ -101,7 +101,7 @@ ERROR_CASES = {
     "out of range": ("[trainer]\nepochs = 0\n", [], r"spec\.toml: trainer\.epochs: expected a number >= 1, got 0"),
     "negative lr": ("[optimizer]\nlr = -0.1\n", [], r"optimizer\.lr: expected a number > 0\.0"),
     "literal": ('[trainer]\nprecision = "16-mix"\n', [], r"trainer\.precision: expected one of '32', '16-mixed', 'bf16-mixed', got '16-mix'; did you mean 16-mixed\?"),
-    "unknown model": ('[model]\nname = "hrnet_ocrr"\n', [], r"spec\.toml: model\.name: unknown model 'hrnet_ocrr'; did you mean hrnet\?"),
+    "unknown model": ('[model]\nname = "hrnet_ocrr"\n', [], r"spec\.toml: model\.name: unknown model 'hrnet_ocrr'; did you mean hrnet_ocr\?"),
     "unknown backbone": ('[model]\nbackbone = "hrnet-w48"\n', [], r"model\.backbone: unknown backbone 'hrnet-w48'; did you mean hrnet_w48\? \(known: hrnet_w18,"),
     "unknown loss": ('[[loss]]\nname = "cee"\n', [], r"spec\.toml: loss\.0\.name: unknown loss 'cee'; did you mean ce\?"),
     "unknown dataset": ('', ['data.dataset="cityscape"'], r"override 'data\.dataset=\"cityscape\"': data\.dataset: unknown dataset 'cityscape'; did you mean cityscapes\?"),
@@ -123,6 +123,10 @@ ERROR_CASES = {
     "override unknown key": ('', ["trainer.epoch=3"], r"override 'trainer\.epoch=3': trainer\.epoch: unknown key; did you mean trainer\.epochs\?"),
     "bad name": ('', ['name="a b"'], r"name: expected a name of letters, digits"),
     "invalid toml": ("[trainer\n", [], r"spec\.toml: invalid TOML"),
+    "mscale on a plain model": ("[model]\nmscale_training = false\n", [], r"model\.mscale_training: model hrnet has no multi-scale training"),
+    "ms scales without 1.0": ('[model]\nname = "hrnet_ocr_ms"\nmscale_training = false\n[[loss]]\n[[loss]]\n[eval]\nscales = [0.5, 2.0]\n', [], r"eval\.scales: hrnet_ocr_ms fuses scales into the 1\.0 prediction"),
+    "bad scales": ("[eval]\nscales = [0.0]\n", [], r"eval\.scales: expected a non-empty list of scales in \(0, 8\]"),
+    "bad window": ("[eval]\nsliding = [512]\n", [], r"eval\.sliding: expected an array of 2 integers, got \[512\]"),
 }
 
 

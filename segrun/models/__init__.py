@@ -3,21 +3,32 @@
 Every model takes (num_classes, **params), returns a list of logits tensors at the input's
 resolution (one per output, in `output_names` order), and is a plain nn.Module.
 """
+import inspect
+
 from segrun.models.hrnet import BACKBONES, HRNetV2
+from segrun.models.mscale import HRNetMscaleOCR
+from segrun.models.ocr import HRNetOCR
+from segrun.models.ocr_aspp import HRNetOCRASPP
 
-MODELS = {"hrnet": HRNetV2}
+MODELS = {"hrnet": HRNetV2, "hrnet_ocr": HRNetOCR, "hrnet_ocr_aspp": HRNetOCRASPP, "hrnet_ocr_ms": HRNetMscaleOCR}
 
 
-def create(name: str, num_classes: int, **params):
+def create(name: str, num_classes: int, backbone: str = "hrnet_w48", **params):
     """Build a registered model. Options given as None are dropped so the class defaults apply."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
-    return MODELS[name](num_classes, **{key: value for key, value in params.items() if value is not None})
+    return MODELS[name](num_classes, backbone=backbone, **{key: value for key, value in params.items() if value is not None})
+
+
+def takes_param(name: str, param: str) -> bool:
+    return param in inspect.signature(MODELS[name]).parameters
 
 
 def model_params(model_spec) -> dict:
-    """The keyword arguments a ModelSpec gives its model class."""
-    return {"backbone": model_spec.backbone, "align_corners": model_spec.align_corners}
+    """The keyword arguments a ModelSpec gives its model class (unset options left out)."""
+    params = {"backbone": model_spec.backbone, "align_corners": model_spec.align_corners,
+              "mscale_training": model_spec.mscale_training}
+    return {key: value for key, value in params.items() if value is not None}
 
 
 def output_names(model_spec) -> tuple[str, ...]:
@@ -25,4 +36,4 @@ def output_names(model_spec) -> tuple[str, ...]:
     return MODELS[model_spec.name].output_names(**model_params(model_spec))
 
 
-__all__ = ["BACKBONES", "MODELS", "create", "model_params", "output_names"]
+__all__ = ["BACKBONES", "MODELS", "create", "model_params", "output_names", "takes_param"]

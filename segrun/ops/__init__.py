@@ -1,8 +1,9 @@
 """Hot operations behind one public function each. Every op has a pure-PyTorch implementation
 that is its specification; `backends()` says which implementation each op runs and why."""
+from segrun.ops.attention_fuse import attention_fuse
 from segrun.ops.confusion_matrix import confusion_matrix
 
-OPS = {"confusion_matrix": confusion_matrix}
+OPS = {"confusion_matrix": confusion_matrix, "attention_fuse": attention_fuse}
 
 
 def backends() -> dict[str, tuple[str, str]]:
@@ -10,4 +11,5 @@ def backends() -> dict[str, tuple[str, str]]:
     reason = "segrun has no compiled extension yet; the PyTorch implementation runs on every device"
     return {name: ("torch", reason) for name in OPS}
 
-__all__ = ["OPS", "backends", "confusion_matrix"]
+
+__all__ = ["OPS", "attention_fuse", "backends", "confusion_matrix"]

@@ -259,7 +259,14 @@ def _source(origins: Origins, path: KeyPath, main: str) -> str:
 def _check_consistency(spec: Spec) -> None:
     from segrun.data import DATASETS
     from segrun.losses import LOSSES
-    from segrun.models import output_names
+    from segrun.models import MODELS, output_names, takes_param
+
+    if spec.model.mscale_training is not None and not takes_param(spec.model.name, "mscale_training"):
+        raise _Invalid(("model", "mscale_training"), f"model {spec.model.name} has no multi-scale training; "
+                       "only hrnet_ocr_ms takes this key")
+    if hasattr(MODELS[spec.model.name], "predict_scales") and 1.0 not in spec.eval.scales:
+        raise _Invalid(("eval", "scales"), f"{spec.model.name} fuses scales into the 1.0 prediction, so 1.0 must be "
+                       f"among them; got {list(spec.eval.scales)}")
 
     outputs = output_names(spec.model)
     if len(spec.loss) != len(outputs):

@@ -76,7 +76,7 @@ def run_name(_instance, _attribute, value):
 
 
 def pair_of_positive(_instance, _attribute, value):
-    if any(not v > 0 for v in value):
+    if value is not None and any(not v > 0 for v in value):
         raise ValueError(f"expected positive values, got {list(value)}")
 
 
@@ -120,6 +120,10 @@ class ModelSpec:
     name: str = field(default="hrnet", validator=registered_in("segrun.models", "MODELS", "model"))
     backbone: str = field(default="hrnet_w48", validator=registered_in("segrun.models.hrnet", "BACKBONES", "backbone"))
     align_corners: bool = True  # bilinear resizing of branches and logits, as the reference's ALIGN_CORNERS
+    # backbone (and head) weights in the official HRNet, timm or NVIDIA key layout; a path
+    pretrained: str | None = None
+    # hrnet_ocr_ms only: train on 0.5x and 1.0x fused by attention (4 outputs), or single-scale (2)
+    mscale_training: bool | None = None
 
 
 @frozen
@@ -177,12 +181,20 @@ class TrainerSpec:
     log_every_n_steps: int = field(default=10, validator=at_least(1))
 
 
+def positive_scales(_instance, _attribute, value):
+    if not value or any(not 0 < s <= 8 for s in value):
+        raise ValueError(f"expected a non-empty list of scales in (0, 8], got {list(value)}")
+
+
 @frozen
 class EvalSpec:
-    """Validation during training."""
+    """Validation during training (and the defaults of `segrun eval`)."""
 
     every_n_epochs: int = field(default=1, validator=at_least(1))
     batch_size: int = field(default=1, validator=at_least(1))
+    scales: tuple[float, ...] = field(default=(1.0,), validator=positive_scales)  # image scales to predict at
+    flip: bool = False  # also predict the left-right flipped image and average
+    sliding: tuple[int, int] | None = field(default=None, validator=pair_of_positive)  # window [height, width]
 
 
 @frozen

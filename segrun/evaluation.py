@@ -1,0 +1,63 @@
+"""`segrun eval`: a trained run's checkpoint on the val split, with test-time options."""
+import json
+from pathlib import Path
+
+import attrs
+import pytorch_lightning as pl
+import torch
+
+from segrun.data.datamodule import SegmentationDataModule
+from segrun.errors import UserError
+from segrun.metrics import format_iou_table
+from segrun.run_folder import RunFolder
+from segrun.runner import build_task
+from segrun.spec import loads
+
+
+def locate(run_or_checkpoint: Path) -> tuple[RunFolder, Path]:
+    """(run folder, checkpoint) for a run folder (its best, else last, checkpoint) or a .ckpt inside one."""
+    if run_or_checkpoint.is_dir():
+        folder = RunFolder(run_or_checkpoint)
+        checkpoint = folder.best_checkpoint() or folder.resume_checkpoint()
+        if checkpoint is None:
+            raise UserError(f"{run_or_checkpoint}: no checkpoints/*.ckpt in this run folder; train it first")
+    elif run_or_checkpoint.is_file():
+        checkpoint = run_or_checkpoint
+        folder = RunFolder(checkpoint.resolve().parent.parent)
+    else:
+        raise UserError(f"{run_or_checkpoint}: no such run folder or checkpoint")
+    if not folder.spec_file.is_file():
+        raise UserError(f"{folder.spec_file}: missing; segrun eval needs the run folder the checkpoint was trained in")
+    return folder, checkpoint
+
+
+def evaluate(run_or_checkpoint: Path, scales=None, flip: bool | None = None, sliding=None, progress: bool = True) -> dict:
+    """Validate the checkpoint with the run's spec, test-time options replaced where given; print
+    the per-class table and write eval.json into the run folder."""
+    folder, checkpoint = locate(run_or_checkpoint)
+    spec = loads(folder.spec_file.read_text(), str(folder.spec_file))
+    options = {key: value for key, value in {"scales": scales, "flip": flip, "sliding": sliding}.items() if value is not None}
+    try:
+        spec = attrs.evolve(spec, eval=attrs.evolve(spec.eval, **options))
+    except ValueError as error:
+        raise UserError(f"eval options: {error}") from None
+    task = build_task(spec, load_weights=False)
+    task.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"])
+    trainer = pl.Trainer(accelerator=spec.trainer.accelerator, devices=1, precision=spec.trainer.precision,
+                         logger=False, enable_checkpointing=False, enable_progress_bar=progress,
+                         enable_model_summary=False)
+    trainer.validate(task, datamodule=SegmentationDataModule(spec.data, spec.eval), verbose=False)
+    result = {
+        **task.last_val_scores,
+        "scales": list(spec.eval.scales),
+        "flip": spec.eval.flip,
+        "sliding": list(spec.eval.sliding) if spec.eval.sliding else None,
+        "checkpoint": str(checkpoint),
+    }
+    eval_file = folder.path / "eval.json"
+    if eval_file.is_file():
+        print(f"{eval_file}: replacing the earlier evaluation ({json.loads(eval_file.read_text()).get('scales')} scales)")
+    eval_file.write_text(json.dumps(result, indent=2) + "\n")
+    print(format_iou_table(result))
+    print(f"{eval_file}: mIoU {result['mIoU']:.4f}")
+    return result

@@ -1,0 +1,54 @@
+"""HRNet + ASPP + OCR, as NVIDIA's OCRNetASPP: an atrous spatial pyramid (1x1, three dilated
+3x3 at the output-stride-8 rates 12/24/36, and image pooling; 256 channels each) in front of the
+OCR head."""
+import torch
+from torch import nn
+
+from segrun.models.hrnet import concat_branches, create_backbone, resize
+from segrun.models.ocr import OCRHead, conv_bn_relu
+
+ASPP_RATES_OUTPUT_STRIDE_8 = (12, 24, 36)  # (6, 12, 18) doubled for output stride 8
+
+
+class ASPP(nn.Module):
+    """Output: [image pooling, 1x1, 3x3 at each rate] concatenated, 5 x bottleneck channels."""
+
+    def __init__(self, in_channels: int, bottleneck_channels: int = 256, rates=ASPP_RATES_OUTPUT_STRIDE_8,
+                 align_corners: bool = True):
+        super().__init__()
+        self.align_corners = align_corners
+        branches = [conv_bn_relu(in_channels, bottleneck_channels, 1)]
+        for rate in rates:
+            branches.append(nn.Sequential(
+                nn.Conv2d(in_channels, bottleneck_channels, 3, padding=rate, dilation=rate, bias=False),
+                nn.BatchNorm2d(bottleneck_channels),
+                nn.ReLU(inplace=True),
+            ))
+        self.features = nn.ModuleList(branches)
+        self.img_pooling = nn.AdaptiveAvgPool2d(1)
+        self.img_conv = conv_bn_relu(in_channels, bottleneck_channels, 1)
+        self.out_channels = bottleneck_channels * (len(rates) + 2)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        pooled = resize(self.img_conv(self.img_pooling(features)), features.shape[-2:], self.align_corners)
+        return torch.cat([pooled, *(branch(features) for branch in self.features)], dim=1)
+
+
+class HRNetOCRASPP(nn.Module):
+    """HRNetV2 branches -> ASPP -> OCR head. Outputs [main, aux] at the input's size."""
+
+    def __init__(self, num_classes: int, backbone: str = "hrnet_w48", align_corners: bool = True):
+        super().__init__()
+        self.align_corners = align_corners
+        self.backbone = create_backbone(backbone, align_corners)
+        self.aspp = ASPP(sum(self.backbone.feature_info.channels()), align_corners=align_corners)
+        self.ocr = OCRHead(self.aspp.out_channels, num_classes)
+
+    @staticmethod
+    def output_names(**params) -> tuple[str, ...]:
+        return ("main", "aux")
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        logits, aux, _ = self.ocr(self.aspp(concat_branches(self.backbone(images), self.align_corners)))
+        size = images.shape[-2:]
+        return [resize(logits, size, self.align_corners), resize(aux, size, self.align_corners)]

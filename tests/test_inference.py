@@ -1,0 +1,68 @@
+import pytest
+import torch
+
+from segrun import models
+from segrun.inference import predict, sliding_logits, window_starts
+
+
+def test_window_starts_cover_the_image_with_two_thirds_stride():
+    assert window_starts(10, 16) == [0]
+    assert window_starts(100, 30) == [0, 20, 40, 60, 70]
+
+
+def test_sliding_windows_reassemble_a_pixelwise_prediction():
+    images = torch.randn(2, 3, 37, 53)
+    pixelwise = lambda x: torch.cat([x * 2, x.sum(1, keepdim=True)], dim=1)
+    assert torch.allclose(sliding_logits(pixelwise, images, (16, 20)), pixelwise(images), atol=1e-6)
+
+
+def make_mirror_symmetric(model):
+    """Every conv kernel equal to its left-right mirror: with an odd input size (all strides then
+    sample symmetric positions) and align_corners=True, the model commutes with a horizontal flip."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                module.weight.copy_((module.weight + module.weight.flip(-1)) / 2)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_flip_averaging_equals_the_plain_prediction_for_a_symmetric_model(name):
+    torch.manual_seed(0)
+    model = make_mirror_symmetric(models.create(name, 4, backbone="hrnet_w18_small"))
+    half = torch.randn(1, 3, 65, 33)
+    images = torch.cat([half, half.flip(-1)[..., 1:]], dim=-1)  # 65 x 65, its own mirror image
+    assert torch.equal(images, images.flip(-1))
+    with torch.no_grad():
+        plain = predict(model, images)
+        flipped = predict(model, images, flip=True)
+    assert torch.allclose(plain, flipped, atol=1e-5)
+    assert torch.allclose(plain.sum(1), torch.ones(1, 65, 65), atol=1e-5)
+
+
+def test_multi_scale_averages_probabilities_of_each_scale():
+    torch.manual_seed(0)
+    model = models.create("hrnet", 3, backbone="hrnet_w18_small").eval()
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        both = predict(model, images, (0.5, 1.0))
+        one = predict(model, images, (1.0,))
+        half = torch.nn.functional.interpolate(model(torch.nn.functional.interpolate(
+            images, scale_factor=0.5, mode="bilinear", align_corners=True))[0], size=(64, 64), mode="bilinear",
+            align_corners=True).softmax(1)
+    assert torch.allclose(both, (one + half) / 2, atol=1e-6)
+
+
+class PixelwiseModel(torch.nn.Module):
+    """Logits = the image's channels: commutes with any flip, so flip averaging must change nothing
+    (it would, were the flipped prediction not flipped back)."""
+
+    align_corners = True
+
+    def forward(self, images):
+        return [images * 3]
+
+
+def test_flipped_prediction_is_flipped_back():
+    images = torch.randn(2, 3, 5, 7)
+    assert torch.allclose(predict(PixelwiseModel(), images, flip=True), predict(PixelwiseModel(), images), atol=1e-6)

@@ -1,0 +1,72 @@
+"""Published checkpoint layouts, written by the tests, load back into segrun models."""
+import pytest
+import torch
+
+from segrun import models
+from segrun.errors import UserError
+from segrun.models.weights import load_init, load_pretrained
+
+
+def small(name="hrnet_ocr", num_classes=3, backbone="hrnet_w18_small", seed=0):
+    torch.manual_seed(seed)
+    return models.create(name, num_classes, backbone=backbone)
+
+
+def same_tensors(a, b, prefix=""):
+    state_b = b.state_dict()
+    return all(torch.equal(value, state_b[key]) for key, value in a.state_dict().items() if key.startswith(prefix))
+
+
+def test_official_hrnet_imagenet_layout_loads_the_backbone(tmp_path, capsys):
+    source = small(seed=1)
+    state = {key.removeprefix("backbone."): value for key, value in source.state_dict().items() if key.startswith("backbone.")}
+    state["incre_modules.0.0.conv1.weight"] = torch.zeros(32, 16, 1, 1)  # the classification head
+    state["classifier.weight"] = torch.zeros(1000, 2048)
+    torch.save(state, tmp_path / "hrnetv2_imagenet_pretrained.pth")
+
+    target = small(seed=2)
+    summary = load_pretrained(target, tmp_path / "hrnetv2_imagenet_pretrained.pth")
+    assert same_tensors(source, target, "backbone.")
+    assert not same_tensors(source, target, "ocr.")
+    assert "unexpected: classifier.weight, incre_modules.0.0.conv1.weight" in summary
+    assert "\n" not in summary and summary.startswith("pretrained: ")
+
+
+def test_nvidia_mscale_layout_with_prefixes_and_last_layer(tmp_path):
+    source = small("hrnet_ocr_ms", num_classes=19, seed=1)
+    state = {}
+    for key, value in source.state_dict().items():
+        key = key.replace("ocr.aux_head.", "last_layer.")
+        state[f"module.{key}"] = value
+    torch.save({"state_dict": state, "epoch": 100}, tmp_path / "mapillary_ocrnet.HRNet_Mscale_fast-rattlesnake.pth")
+
+    target = small("hrnet_ocr_ms", num_classes=19, seed=2)
+    summary = load_pretrained(target, tmp_path / "mapillary_ocrnet.HRNet_Mscale_fast-rattlesnake.pth")
+    assert same_tensors(source, target)
+    assert "missing: none; unexpected: none" in summary
+
+
+def test_backbone_of_another_width_is_an_error(tmp_path):
+    torch.save(small(backbone="hrnet_w18_small").state_dict(), tmp_path / "w18small.pth")
+    with pytest.raises(UserError, match=r"w18small\.pth: .* has shape .* another backbone than model\.backbone"):
+        load_pretrained(small(backbone="hrnet_w18_small_v2"), tmp_path / "w18small.pth")
+
+
+def test_missing_or_unreadable_files_are_user_errors(tmp_path):
+    with pytest.raises(UserError, match="no such checkpoint file"):
+        load_pretrained(small(), tmp_path / "absent.pth")
+    (tmp_path / "garbage.pth").write_text("not a checkpoint")
+    with pytest.raises(UserError, match="not a readable PyTorch checkpoint"):
+        load_pretrained(small(), tmp_path / "garbage.pth")
+
+
+def test_init_from_a_checkpoint_with_another_class_count(tmp_path):
+    source = small("hrnet", num_classes=7, seed=1)
+    torch.save({"state_dict": {f"model.{k}": v for k, v in source.state_dict().items()}}, tmp_path / "seven.ckpt")
+    target = small("hrnet", num_classes=3, seed=2)
+    summary = load_init(target, tmp_path / "seven.ckpt")
+    assert same_tensors(source, target, "backbone.")
+    assert torch.equal(target.head[0].weight, source.head[0].weight)
+    assert "shape differs: head.3.bias, head.3.weight" in summary
+    with pytest.raises(UserError, match="holds no checkpoints"):
+        load_init(target, tmp_path)
