@@ -12,6 +12,7 @@ from segrun import losses, models
 from segrun.data import DATASETS
 from segrun.data.datamodule import SegmentationDataModule, ensure_dataset
 from segrun.inference import predict
+from segrun.metrics import format_iou_table
 from segrun.models.weights import load_init, load_pretrained
 from segrun.optim import optimization
 from segrun.run_folder import RunFolder, run_folder_for
@@ -82,6 +83,7 @@ def train(spec: Spec, runs_dir: Path, force: bool = False, progress: bool = True
             "checkpoint": str(Path(best).resolve().relative_to(folder.path.resolve())) if best else None,
         }
         folder.write_metrics(metrics)
+        print(f"\nbest checkpoint, epoch {metrics['epoch']} (step {metrics['step']}):\n{format_iou_table(metrics)}")
         print(f"{folder.metrics_file}: mIoU {metrics['mIoU']:.4f} of {metrics['checkpoint'] or 'the final weights'} "
               f"(epoch {metrics['epoch']}, step {metrics['step']})")
     return folder

@@ -4,6 +4,7 @@ from typing import Callable
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 
@@ -45,7 +46,7 @@ class SegmentationTask(pl.LightningModule):
         self.log("val/mIoU", scores["mIoU"].float())
         self.log("val/pixel_accuracy", scores["pixel_accuracy"].float())
         self.last_val_scores = scores_as_json(scores, self.class_names)
-        if not self.trainer.sanity_checking:
+        if self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking:
             rank_zero_info(f"\nvalidation after epoch {self.current_epoch} (step {self.global_step}):\n"
                            + format_iou_table(self.last_val_scores))
 

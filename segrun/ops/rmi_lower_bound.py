@@ -1,0 +1,61 @@
+"""The Region Mutual Information lower bound (Zhao et al. 2019). Pure PyTorch: the specification
+that a fused kernel must reproduce.
+
+Every pixel of a pooled map, with its radius x radius neighbourhood, is a point in R^(r*r) (9-d
+for radius 3). Per (image, class), with Y the label points and P the probability points, the
+loss is 0.5 * log det(Cov(Y) - Cov(Y,P) (Cov(P) + a I)^-1 Cov(Y,P)^T + a I), the log-volume of
+the label's uncertainty left after seeing the prediction.
+
+The original stacks 2 * r * r shifted copies of both maps and multiplies them. This version
+accumulates the (r*r) x (r*r) second moments from products of shifted views, so no stack is ever
+materialised and autograd keeps only views; the algebra then runs in float64 with Cholesky
+factorisations (solves instead of an explicit inverse).
+"""
+import torch
+
+POSITIVE_ALPHA = 5e-4  # added to the diagonal before the inverse and the log-det, as the original
+
+
+def _shifted_views(maps: torch.Tensor, radius: int) -> list[torch.Tensor]:
+    """The radius*radius views maps[..., y:y+h', x:x+w'], row-major over (y, x)."""
+    height, width = maps.shape[-2] - radius + 1, maps.shape[-1] - radius + 1
+    return [maps[..., y:y + height, x:x + width] for y in range(radius) for x in range(radius)]
+
+
+def _centred_moments(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
+    """[N, C, d, d] with entry (i, j) = sum over points of (a_i - mean a_i)(b_j - mean b_j)."""
+    points = a[0].shape[-1] * a[0].shape[-2]
+    sums_a = torch.stack([v.sum(dim=(-2, -1)) for v in a], dim=-1)
+    sums_b = torch.stack([v.sum(dim=(-2, -1)) for v in b], dim=-1)
+    products = torch.stack([torch.stack([(u * v).sum(dim=(-2, -1)) for v in b], dim=-1) for u in a], dim=-2)
+    return products - sums_a.unsqueeze(-1) * sums_b.unsqueeze(-2) / points
+
+
+def rmi_lower_bound(labels: torch.Tensor, probs: torch.Tensor, radius: int = 3,
+                    positive_alpha: float = POSITIVE_ALPHA) -> torch.Tensor:
+    """Per-class RMI lower bound.
+
+    labels: pooled one-hot labels [N, C, H, W] (no gradient needed).
+    probs: pooled probabilities [N, C, H, W], same shape; H and W at least `radius`.
+    Returns float32 [C]: 0.5 * log det of the approximate conditional covariance, averaged over the
+    N images and divided by radius * radius (the original's per-class value; the RMI loss sums or
+    weights it over classes). Computed in float64 whatever the input dtype.
+    """
+    if labels.shape != probs.shape or labels.dim() != 4:
+        raise ValueError(f"labels {list(labels.shape)} and probs {list(probs.shape)} must both be [N, C, H, W]")
+    if min(labels.shape[-2:]) < radius:
+        raise ValueError(f"maps of {list(labels.shape[-2:])} are smaller than the radius {radius}")
+    dims = radius * radius
+    label_views = _shifted_views(labels.detach().double(), radius)
+    prob_views = _shifted_views(probs.double(), radius)
+    label_cov = _centred_moments(label_views, label_views)
+    prob_cov = _centred_moments(prob_views, prob_views)
+    cross_cov = _centred_moments(label_views, prob_views)
+    identity = torch.eye(dims, dtype=torch.float64, device=labels.device)
+    prob_factor = torch.linalg.cholesky(prob_cov + positive_alpha * identity)
+    # Cov(Y,P) Cov(P)^-1 Cov(Y,P)^T = S^T S with S = L^-1 Cov(Y,P)^T, L the Cholesky factor.
+    solved = torch.linalg.solve_triangular(prob_factor, cross_cov.transpose(-2, -1), upper=False)
+    conditional = label_cov - solved.transpose(-2, -1) @ solved
+    factor = torch.linalg.cholesky(conditional + positive_alpha * identity)
+    log_det = 2.0 * torch.log(factor.diagonal(dim1=-2, dim2=-1) + 1e-8).sum(-1)
+    return (0.5 * log_det).mean(dim=0).float() / dims
