@@ -3,9 +3,15 @@
 Every loss is an nn.Module called as loss(logits [N, C, H, W], target [N, H, W]) -> scalar,
 with `ignore_index` pixels left out.
 """
+from segrun.losses.base import OptionError
 from segrun.losses.cross_entropy import CrossEntropy, WeightedCrossEntropy
+from segrun.losses.dice import Dice, DiceCE, DiceTopK, TopK
+from segrun.losses.rmi import RMI, WeightedRMI
 
-LOSSES = {"ce": CrossEntropy, "wce": WeightedCrossEntropy}
+LOSSES = {
+    "ce": CrossEntropy, "wce": WeightedCrossEntropy, "rmi": RMI, "wrmi": WeightedRMI,
+    "dc": Dice, "dc_ce": DiceCE, "topk": TopK, "dc_topk": DiceTopK,
+}
 
 # Per-class weights of the HRNet/OCR Cityscapes configurations, in trainId order.
 CLASS_WEIGHT_SETS = {
@@ -16,10 +22,15 @@ CLASS_WEIGHT_SETS = {
 
 def create(name: str, num_classes: int, ignore_index: int = 255, class_weights=None, **params):
     """Build a registered loss. `class_weights` is a sequence of num_classes numbers or the name
-    of a set in CLASS_WEIGHT_SETS; only the weighted losses take it, and they require it."""
+    of a set in CLASS_WEIGHT_SETS; only the weighted losses take it, and they require it. Other
+    options are the loss's `options` (spec keys such as rmi_radius); None leaves the default."""
     if name not in LOSSES:
         raise ValueError(f"unknown loss {name!r}; known: {', '.join(sorted(LOSSES))}")
     loss_class = LOSSES[name]
+    params = {key: value for key, value in params.items() if value is not None}
+    for key in params:
+        if key not in loss_class.options:
+            raise OptionError(key, f"loss {name} takes no {key} (it takes: {', '.join(loss_class.options) or 'no options'})")
     if isinstance(class_weights, str):
         if class_weights not in CLASS_WEIGHT_SETS:
             raise ValueError(f"unknown class weight set {class_weights!r}; known: {', '.join(CLASS_WEIGHT_SETS)}")
@@ -33,4 +44,4 @@ def create(name: str, num_classes: int, ignore_index: int = 255, class_weights=N
     return loss_class(ignore_index=ignore_index, **params)
 
 
-__all__ = ["CLASS_WEIGHT_SETS", "LOSSES", "create"]
+__all__ = ["CLASS_WEIGHT_SETS", "LOSSES", "OptionError", "create"]
