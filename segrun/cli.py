@@ -86,6 +86,13 @@ def _parser() -> argparse.ArgumentParser:
     prepare.add_argument("dataset", choices=["cityscapes"])
     prepare.add_argument("root", type=Path)
 
+    weights = data_commands.add_parser("weights", help="per-class loss weights from the training labels",
+                                       description="Count the pixels of each class in the spec's training labels "
+                                                   "and print class weights (mean 1) as a TOML line for [[loss]].")
+    _spec_arguments(weights)
+    weights.add_argument("--method", choices=["enet", "inverse", "median"], default="enet",
+                         help="enet: 1/ln(1.02+p) (default); inverse: 1/p; median: median frequency balancing")
+
     commands.add_parser("doctor", help="show torch, CUDA, devices, op backends and datasets found",
                         description="Show torch, CUDA, devices, which backend each op uses and why, and datasets found.")
     return parser
@@ -138,6 +145,9 @@ def _summary(args) -> None:
 def _data(args) -> None:
     from segrun.data import DATASETS
 
+    if args.data_command == "weights":
+        _class_weights(args)
+        return
     dataset = DATASETS[args.dataset]
     if args.data_command == "synth":
         written = dataset.synthesize(args.root, args.train_images, args.val_images, args.height, args.width, args.seed)
@@ -145,6 +155,18 @@ def _data(args) -> None:
     else:
         written = dataset.prepare(args.root)
         print(f"{args.root}: wrote {written} label files (the others were already prepared)")
+
+
+def _class_weights(args) -> None:
+    from segrun import spec
+    from segrun.data import DATASETS, resolve_root
+    from segrun.data.class_weights import as_toml, class_weights, label_statistics
+
+    loaded = spec.load(args.spec, args.overrides)
+    dataset = DATASETS[loaded.data.dataset](resolve_root(loaded.data.root), "train")
+    class_pixels, image_pixels = label_statistics(dataset.labels, dataset.num_classes)
+    print(f"# {args.method} weights from {len(dataset)} training labels in {dataset.root}")
+    print(as_toml(class_weights(class_pixels, image_pixels, args.method), dataset.class_names))
 
 
 def _doctor(args) -> None:

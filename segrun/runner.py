@@ -28,8 +28,8 @@ def build_task(spec: Spec, load_weights: bool = True) -> SegmentationTask:
         print(load_pretrained(model, Path(spec.model.pretrained)))
     if load_weights and spec.init is not None:
         print(load_init(model, Path(spec.init)))
-    criteria = [losses.create(loss.name, dataset.num_classes, dataset.ignore_index, loss.class_weights)
-                for loss in spec.loss]
+    criteria = [losses.create(loss.name, dataset.num_classes, dataset.ignore_index, loss.class_weights,
+                              **losses.loss_options(loss)) for loss in spec.loss]
     return SegmentationTask(model, criteria, [loss.weight for loss in spec.loss], dataset.num_classes,
                             dataset.class_names, dataset.ignore_index, optimization(spec.optimizer, spec.schedule),
                             partial(predict, scales=spec.eval.scales, flip=spec.eval.flip, window=spec.eval.sliding))

@@ -120,3 +120,12 @@ def test_each_model_trains_a_few_steps_and_evaluates(name, tmp_path, write_spec,
     assert result["scales"] == [1.0, 0.75] and result["flip"] is True and result["sliding"] == [48, 64]
     assert {"mIoU", "pixel_accuracy", "per_class_iou"} <= set(result)
     assert "mIoU" in capsys.readouterr().out
+
+
+def test_rmi_training_in_bf16_mixed_precision(tmp_path, write_spec):
+    path = write_spec(TINY.format(root=tmp_path / "synthetic"))
+    overrides = ['loss=[{name = "rmi"}]', 'trainer.precision="bf16-mixed"', "trainer.max_steps=3"]
+    assert main([str(path), *overrides, "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
+    folder = runner.RunFolder(tmp_path / "runs" / f"tiny-{spec.spec_hash(spec.load(path, overrides))}")
+    losses = [loss for _, loss in logged_losses(folder)]
+    assert len(losses) == 3 and all(loss == loss and abs(loss) < 1e6 for loss in losses)

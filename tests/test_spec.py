@@ -126,6 +126,12 @@ ERROR_CASES = {
     "mscale on a plain model": ("[model]\nmscale_training = false\n", [], r"model\.mscale_training: model hrnet has no multi-scale training"),
     "ms scales without 1.0": ('[model]\nname = "hrnet_ocr_ms"\nmscale_training = false\n[[loss]]\n[[loss]]\n[eval]\nscales = [0.5, 2.0]\n', [], r"eval\.scales: hrnet_ocr_ms fuses scales into the 1\.0 prediction"),
     "bad scales": ("[eval]\nscales = [0.0]\n", [], r"eval\.scales: expected a non-empty list of scales in \(0, 8\]"),
+    "loss option on another loss": ('[[loss]]\nname = "ce"\nrmi_radius = 3\n', [], r"loss\.0\.rmi_radius: loss ce takes no rmi_radius \(it takes: no options\)"),
+    "rmi radius 0": ('[[loss]]\nname = "rmi"\nrmi_radius = 0\n', [], r"loss\.0\.rmi_radius: expected a number in \[1, 10\], got 0"),
+    "rmi stride mismatch": ('[[loss]]\nname = "rmi"\nrmi_pool_size = 4\nrmi_pool_stride = 3\n', [], r"loss\.0\.rmi_pool_stride: max pooling needs the stride equal to rmi_pool_size \(4\)"),
+    "rmi pool kind": ('[[loss]]\nname = "rmi"\nrmi_pool = "mean"\n', [], r"loss\.0\.rmi_pool: expected one of 'max', 'avg', 'interpolate', got 'mean'"),
+    "wrmi weights length": ('[[loss]]\nname = "wrmi"\nclass_weights = [1.0]\n', [], r"loss\.0\.class_weights: expected 19 class weights"),
+    "topk percent": ('[[loss]]\nname = "topk"\ntopk_percent = 0\n', [], r"loss\.0\.topk_percent: expected a number in \(0\.0, 100\.0\]"),
     "bad window": ("[eval]\nsliding = [512]\n", [], r"eval\.sliding: expected an array of 2 integers, got \[512\]"),
 }
 

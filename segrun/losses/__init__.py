@@ -44,4 +44,12 @@ def create(name: str, num_classes: int, ignore_index: int = 255, class_weights=N
     return loss_class(ignore_index=ignore_index, **params)
 
 
-__all__ = ["CLASS_WEIGHT_SETS", "LOSSES", "OptionError", "create"]
+OPTION_KEYS = tuple(sorted(set().union(*(loss_class.options for loss_class in LOSSES.values()))))
+
+
+def loss_options(loss_spec) -> dict:
+    """The loss options a LossSpec sets (unset ones left out), as keyword arguments for `create`."""
+    return {key: getattr(loss_spec, key) for key in OPTION_KEYS if getattr(loss_spec, key) is not None}
+
+
+__all__ = ["CLASS_WEIGHT_SETS", "LOSSES", "OptionError", "create", "loss_options"]

@@ -31,7 +31,13 @@ class Dice(PixelLoss):
         total = (probs + one_hot).sum(dim=(0, 2, 3))
         dice = (2 * intersection + self.smooth) / (total + self.smooth).clamp(min=1e-7)
         present = one_hot.sum(dim=(0, 2, 3)) > 0
-        return torch.where(present, 1 - dice, torch.zeros_like(dice))[self.first_class:].mean()
+        return class_mean(torch.where(present, 1 - dice, torch.zeros_like(dice)), self.first_class)
+
+
+def class_mean(per_class: torch.Tensor, first_class: int) -> torch.Tensor:
+    """Mean over classes first_class..C-1; 0 (with a graph) when that leaves none (C = 1, no background)."""
+    counted = per_class[first_class:]
+    return counted.mean() if counted.numel() else per_class.sum() * 0.0
 
 
 def batch_dice_term(logits: torch.Tensor, one_hot: torch.Tensor, mask: torch.Tensor, smooth: float,
@@ -42,7 +48,7 @@ def batch_dice_term(logits: torch.Tensor, one_hot: torch.Tensor, mask: torch.Ten
     false_positive = (probs * (1 - one_hot) * mask).sum(dim=(0, 2, 3))
     false_negative = ((1 - probs) * one_hot * mask).sum(dim=(0, 2, 3))
     dice = (2 * true_positive + smooth) / (2 * true_positive + false_positive + false_negative + smooth + 1e-8)
-    return -dice[first_class:].mean()
+    return -class_mean(dice, first_class)
 
 
 class DiceCE(PixelLoss):

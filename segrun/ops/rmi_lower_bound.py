@@ -37,7 +37,7 @@ def rmi_lower_bound(labels: torch.Tensor, probs: torch.Tensor, radius: int = 3,
 
     labels: pooled one-hot labels [N, C, H, W] (no gradient needed).
     probs: pooled probabilities [N, C, H, W], same shape; H and W at least `radius`.
-    Returns float32 [C]: 0.5 * log det of the approximate conditional covariance, averaged over the
+    Returns [C] in float32 (float64 for float64 probs): 0.5 * log det of the approximate conditional covariance, averaged over the
     N images and divided by radius * radius (the original's per-class value; the RMI loss sums or
     weights it over classes). Computed in float64 whatever the input dtype.
     """
@@ -58,4 +58,5 @@ def rmi_lower_bound(labels: torch.Tensor, probs: torch.Tensor, radius: int = 3,
     conditional = label_cov - solved.transpose(-2, -1) @ solved
     factor = torch.linalg.cholesky(conditional + positive_alpha * identity)
     log_det = 2.0 * torch.log(factor.diagonal(dim1=-2, dim2=-1) + 1e-8).sum(-1)
-    return (0.5 * log_det).mean(dim=0).float() / dims
+    per_class = (0.5 * log_det).mean(dim=0) / dims
+    return per_class if probs.dtype == torch.float64 else per_class.float()

@@ -258,7 +258,8 @@ def _source(origins: Origins, path: KeyPath, main: str) -> str:
 
 def _check_consistency(spec: Spec) -> None:
     from segrun.data import DATASETS
-    from segrun.losses import LOSSES
+    from segrun.losses import LOSSES, OptionError, loss_options
+    from segrun.losses import create as create_loss
     from segrun.models import MODELS, output_names, takes_param
 
     if spec.model.mscale_training is not None and not takes_param(spec.model.name, "mscale_training"):
@@ -283,6 +284,10 @@ def _check_consistency(spec: Spec) -> None:
         if isinstance(loss.class_weights, tuple) and len(loss.class_weights) != dataset.num_classes:
             raise _Invalid(path, f"expected {dataset.num_classes} class weights (one per class of {spec.data.dataset}), "
                            f"got {len(loss.class_weights)}")
+        try:
+            create_loss(loss.name, dataset.num_classes, dataset.ignore_index, loss.class_weights, **loss_options(loss))
+        except OptionError as error:
+            raise _Invalid(("loss", index, error.key), error.problem) from None
     from segrun.data.transforms import PipelineError, build_pipeline
 
     for key in ("train_pipeline", "val_pipeline"):

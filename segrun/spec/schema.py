@@ -42,6 +42,16 @@ def in_range(low, high):
     return check
 
 
+def optional_range(low, high, low_open: bool = False):
+    """low <= value <= high (low < value with low_open); None passes."""
+    def check(_instance, _attribute, value):
+        if value is None:
+            return
+        if not (low < value <= high if low_open else low <= value <= high):
+            raise ValueError(f"expected a number in {'(' if low_open else '['}{low}, {high}], got {value!r}")
+    return check
+
+
 def registered_in(module: str, registry: str, what: str):
     """The value must be a key of `module.registry` (imported on first use, so the spec
     module stays light to import)."""
@@ -134,6 +144,16 @@ class LossSpec:
     weight: float = field(default=1.0, validator=at_least(0.0))
     # per-class weights: a list with one number per class, or a named set such as "cityscapes"
     class_weights: tuple[float, ...] | str | None = field(default=None)
+    # Options of particular losses; unset keeps the loss's default (the study's values).
+    rmi_radius: int | None = field(default=None, validator=optional_range(1, 10))  # rmi, wrmi: 3
+    rmi_pool: Literal["max", "avg", "interpolate"] | None = None  # rmi, wrmi: "max" (NVIDIA's code: "avg")
+    rmi_pool_size: int | None = field(default=None, validator=at_least(1))  # rmi, wrmi: 3
+    rmi_pool_stride: int | None = field(default=None, validator=at_least(1))  # rmi, wrmi: 3 (= size for max/avg)
+    rmi_lambda: float | None = field(default=None, validator=optional_range(0.0, 1.0))  # rmi, wrmi: 0.5
+    rmi_lambda_mode: Literal["weighted", "additive"] | None = None  # lambda*BCE + (1-lambda)*RMI, or BCE + lambda*RMI
+    topk_percent: float | None = field(default=None, validator=optional_range(0.0, 100.0, low_open=True))  # topk: 10
+    dice_smooth: float | None = field(default=None, validator=at_least(0.0))  # dc, dc_ce, dc_topk: 0
+    dice_background: bool | None = None  # count class 0 in the Dice term: dc true, dc_ce and dc_topk false
 
     @class_weights.validator
     def _known_weight_set(self, _attribute, value):
