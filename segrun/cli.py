@@ -71,9 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="make or prepare datasets", description="Make or prepare datasets.")
     data_commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     synth = data_commands.add_parser("synth", help="write a synthetic dataset in a published layout",
-                                     description="Write synthetic street scenes in the exact Cityscapes layout "
-                                                 "(labelIds files; run `segrun data prepare` next). Existing files are kept.")
-    synth.add_argument("dataset", choices=["cityscapes"])
+                                     description="Write synthetic data in a download's exact layout: cityscapes (fine "
+                                                 "labelIds), cityscapes-coarse (fine plus train_extra with gtCoarse), "
+                                                 "pascal-context (VOC2010 devkit and trainval/*.mat). Run `segrun data "
+                                                 "prepare` next. Existing files are kept.")
+    synth.add_argument("dataset", choices=["cityscapes", "cityscapes-coarse", "pascal-context"])
     synth.add_argument("root", type=Path)
     synth.add_argument("--train-images", type=int, default=80)
     synth.add_argument("--val-images", type=int, default=20)
@@ -81,9 +83,11 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--width", type=int, default=256)
     synth.add_argument("--seed", type=int, default=0)
     prepare = data_commands.add_parser("prepare", help="convert a downloaded dataset into what training reads",
-                                       description="Write *_gtFine_labelTrainIds.png beside each *_gtFine_labelIds.png "
-                                                   "(official labelId -> trainId table). Idempotent; safe to interrupt.")
-    prepare.add_argument("dataset", choices=["cityscapes"])
+                                       description="cityscapes: write *_labelTrainIds.png beside each gtFine and gtCoarse "
+                                                   "*_labelIds.png (official labelId -> trainId table). pascal-context: write "
+                                                   "Images/{train,val}/*.jpg and Annotations/{train,val}/*.png with the 60 "
+                                                   "classes. Idempotent; safe to interrupt; the downloads are only read.")
+    prepare.add_argument("dataset", choices=["cityscapes", "pascal-context"])
     prepare.add_argument("root", type=Path)
 
     weights = data_commands.add_parser("weights", help="per-class loss weights from the training labels",
@@ -143,18 +147,18 @@ def _summary(args) -> None:
 
 
 def _data(args) -> None:
-    from segrun.data import DATASETS
+    from segrun.data import DOWNLOAD_NAMES
 
     if args.data_command == "weights":
         _class_weights(args)
         return
-    dataset = DATASETS[args.dataset]
+    dataset = DOWNLOAD_NAMES[args.dataset]
     if args.data_command == "synth":
         written = dataset.synthesize(args.root, args.train_images, args.val_images, args.height, args.width, args.seed)
-        print(f"{args.root}: wrote {written} synthetic scenes; next: segrun data prepare {args.dataset} {args.root}")
+        print(f"{args.root}: wrote {written} synthetic scenes; next: {dataset.prepare_command} {args.root}")
     else:
         written = dataset.prepare(args.root)
-        print(f"{args.root}: wrote {written} label files (the others were already prepared)")
+        print(f"{args.root}: wrote {written} files (the others were already prepared)")
 
 
 def _class_weights(args) -> None:

@@ -64,7 +64,7 @@ def test_prepare_resumes_after_an_interruption(tmp_path, monkeypatch):
     from segrun.data import cityscapes
 
     calls = []
-    real_write = cityscapes.write_png
+    real_write = cityscapes.write_image
 
     def write_then_fail(path, array):
         if len(calls) == 2:
@@ -72,10 +72,10 @@ def test_prepare_resumes_after_an_interruption(tmp_path, monkeypatch):
         calls.append(path)
         real_write(path, array)
 
-    monkeypatch.setattr(cityscapes, "write_png", write_then_fail)
+    monkeypatch.setattr(cityscapes, "write_image", write_then_fail)
     with pytest.raises(KeyboardInterrupt):
         prepare(tmp_path, progress=False)
-    monkeypatch.setattr(cityscapes, "write_png", real_write)
+    monkeypatch.setattr(cityscapes, "write_image", real_write)
     assert prepare(tmp_path, progress=False) == 2
 
 
@@ -105,7 +105,7 @@ def test_missing_layout_and_unprepared_labels_say_what_to_run(tmp_path):
     with pytest.raises(DatasetError, match=r"leftImg8bit/train: no such folder; it comes from leftImg8bit_trainvaltest\.zip"):
         Cityscapes(tmp_path, "train")
     synthesize(tmp_path, train_images=1, val_images=1, height=64, width=128, progress=False)
-    with pytest.raises(DatasetError, match=r"missing \(1 of 1 train labels\); run: segrun data prepare cityscapes"):
+    with pytest.raises(DatasetError, match=r"missing \(1 of 1 train gtFine labels\); run: segrun data prepare cityscapes"):
         Cityscapes(tmp_path, "train")
     with pytest.raises(DatasetError, match=r"gtFine: no such folder"):
         prepare(tmp_path / "elsewhere", progress=False)

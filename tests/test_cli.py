@@ -57,7 +57,7 @@ def test_data_synth_prepare_then_validate(tmp_path, write_spec, capsys, minimal_
     path = write_spec(minimal_spec.replace('"somewhere"', f'"{root}"'))
     assert main(["validate", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "wrote 5 synthetic scenes" in out and "wrote 5 label files" in out
+    assert "wrote 5 synthetic scenes" in out and "wrote 5 files" in out
     assert "cityscapes with 3 train and 2 val images, labels prepared" in out
 
 

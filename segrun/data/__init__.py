@@ -1,14 +1,24 @@
 """Dataset registry: one plain dict from the spec's data.dataset name to its Dataset class.
 
-A dataset class carries num_classes, class_names and ignore_index, reads (root, split,
-transform), and may offer `prepare(root)` and `synthesize(root, ...)`.
+A dataset class carries num_classes, class_names, ignore_index and palette, reads (root, split,
+transform), and offers `prepare(root)` (with its `prepare_command`) and `synthesize(root, ...)`.
 """
 import os
 from pathlib import Path
 
-from segrun.data.cityscapes import Cityscapes
+from segrun.data.cityscapes import Cityscapes, CityscapesCoarse, CityscapesFineCoarse
+from segrun.data.pascal_context import PascalContext59, PascalContext60
 
-DATASETS = {"cityscapes": Cityscapes}
+DATASETS = {
+    "cityscapes": Cityscapes,
+    "cityscapes_coarse": CityscapesCoarse,
+    "cityscapes_fine_coarse": CityscapesFineCoarse,
+    "pascal_context59": PascalContext59,
+    "pascal_context60": PascalContext60,
+}
+
+# `segrun data synth|prepare NAME ROOT`: the dataset whose generator and preparation NAME runs.
+DOWNLOAD_NAMES = {"cityscapes": Cityscapes, "cityscapes-coarse": CityscapesCoarse, "pascal-context": PascalContext60}
 
 
 def data_home() -> Path:
@@ -21,4 +31,4 @@ def resolve_root(root: str) -> Path:
     return path if path.is_absolute() else data_home() / path
 
 
-__all__ = ["DATASETS", "data_home", "resolve_root"]
+__all__ = ["DATASETS", "DOWNLOAD_NAMES", "data_home", "resolve_root"]

@@ -1,32 +1,38 @@
 """Cityscapes as published: leftImg8bit/<split>/<city>/*_leftImg8bit.png images with
-gtFine/<split>/<city>/*_gtFine_labelIds.png labels, and the preparation step that writes the
-*_gtFine_labelTrainIds.png files training reads."""
+gtFine/<split>/<city>/*_gtFine_labelIds.png (fine) or gtCoarse/<split>/<city>/*_gtCoarse_labelIds.png
+(coarse) labels, and the preparation step that writes the *_labelTrainIds.png files training reads.
+
+Three datasets share the layout: `cityscapes` (fine train), `cityscapes_coarse` (coarse train_extra
+and coarse train) and `cityscapes_fine_coarse` (fine train plus coarse train_extra), all validated
+on the fine val split (coarse annotations have none).
+"""
 from pathlib import Path
 
-import numpy as np
-import torch
-from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from segrun.data import synthetic_cityscapes
-from segrun.data.cityscapes_labels import IGNORE_INDEX, LABEL_ID_TO_TRAIN_ID, TRAIN_CLASS_NAMES
-from segrun.data.image_io import read_label, read_rgb, write_png
+from segrun.data.cityscapes_labels import LABEL_ID_TO_TRAIN_ID, PALETTE, TRAIN_CLASS_NAMES
+from segrun.data.image_io import read_label, write_image
+from segrun.data.labelled_images import LabelledImages
 from segrun.errors import DatasetError
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
-DOWNLOAD = "leftImg8bit_trainvaltest.zip and gtFine_trainvaltest.zip from cityscapes-dataset.com"
+DOWNLOADS = {
+    "train": "leftImg8bit_trainvaltest.zip", "val": "leftImg8bit_trainvaltest.zip",
+    "train_extra": "leftImg8bit_trainextra.zip", "gtFine": "gtFine_trainvaltest.zip", "gtCoarse": "gtCoarse.zip",
+}
 
 
-def label_path(root: Path, split: str, image: Path, kind: str = "labelTrainIds") -> Path:
+def label_path(root: Path, split: str, image: Path, annotation: str = "gtFine", kind: str = "labelTrainIds") -> Path:
     stem = image.name[: -len(IMAGE_SUFFIX)]
-    return root / "gtFine" / split / image.parent.name / f"{stem}_gtFine_{kind}.png"
+    return root / annotation / split / image.parent.name / f"{stem}_{annotation}_{kind}.png"
 
 
 def list_images(root: Path, split: str) -> list[Path]:
     image_dir = root / "leftImg8bit" / split
     if not image_dir.is_dir():
-        raise DatasetError(f"{image_dir}: no such folder; it comes from {DOWNLOAD} "
-                           f"(or make synthetic data: segrun data synth cityscapes {root})")
+        raise DatasetError(f"{image_dir}: no such folder; it comes from {DOWNLOADS[split]} on cityscapes-dataset.com "
+                           f"(or make synthetic data: segrun data synth cityscapes{'-coarse' if split == 'train_extra' else ''} {root})")
     images = sorted(image_dir.glob(f"*/*{IMAGE_SUFFIX}"))
     if not images:
         raise DatasetError(f"{image_dir}: no <city>/*{IMAGE_SUFFIX} images in it")
@@ -34,57 +40,73 @@ def list_images(root: Path, split: str) -> list[Path]:
 
 
 def prepare(root: Path, progress: bool = True) -> int:
-    """Write *_gtFine_labelTrainIds.png beside every *_gtFine_labelIds.png that lacks one, using
-    the official labelId -> trainId table. Returns how many were written; existing files are
-    kept, and each file is written under a temporary name then renamed, so the step can be
-    interrupted and run again."""
+    """Write *_labelTrainIds.png beside every *_gtFine_labelIds.png and *_gtCoarse_labelIds.png that
+    lacks one, using the official labelId -> trainId table (void becomes 255). Returns how many
+    were written; existing files are kept, and each file is written under a temporary name then
+    renamed, so the step can be interrupted and run again. The downloads are only read."""
     root = Path(root)
-    gt_dir = root / "gtFine"
-    if not gt_dir.is_dir():
-        raise DatasetError(f"{gt_dir}: no such folder; it comes from {DOWNLOAD}")
-    sources = sorted(gt_dir.glob("*/*/*_gtFine_labelIds.png"))
+    annotations = [root / name for name in ("gtFine", "gtCoarse") if (root / name).is_dir()]
+    if not annotations:
+        raise DatasetError(f"{root / 'gtFine'}: no such folder; it comes from {DOWNLOADS['gtFine']} on cityscapes-dataset.com")
+    sources = sorted(source for folder in annotations for source in folder.glob(f"*/*/*_{folder.name}_labelIds.png"))
     if not sources:
-        raise DatasetError(f"{gt_dir}: no <split>/<city>/*_gtFine_labelIds.png files in it")
+        raise DatasetError(f"{annotations[0]}: no <split>/<city>/*_labelIds.png files in it")
     written = 0
     for source in tqdm(sources, desc=f"preparing {root}", disable=not progress, unit="label"):
         target = source.with_name(source.name.replace("_labelIds.png", "_labelTrainIds.png"))
         if target.exists():
             continue
-        write_png(target, LABEL_ID_TO_TRAIN_ID[read_label(source)])
+        write_image(target, LABEL_ID_TO_TRAIN_ID[read_label(source)])
         written += 1
     return written
 
 
-class Cityscapes(Dataset):
-    """Fine annotations, 19 training classes, ignore 255. Items: (image float [3, H, W] after the
-    transform, labels int64 [H, W])."""
+class CityscapesLayout(LabelledImages):
+    """19 training classes, ignore 255. SOURCES maps a split to the (image split, annotation)
+    pairs it reads."""
 
     num_classes = len(TRAIN_CLASS_NAMES)
     class_names = TRAIN_CLASS_NAMES
-    ignore_index = IGNORE_INDEX
-    synthesize = staticmethod(synthetic_cityscapes.synthesize)
+    palette = PALETTE
     prepare = staticmethod(prepare)
+    prepare_command = "segrun data prepare cityscapes"
+    SOURCES: dict[str, tuple[tuple[str, str], ...]] = {}
 
     def __init__(self, root, split: str, transform=None):
         self.root = Path(root)
         self.split = split
         self.transform = transform
-        self.images = list_images(self.root, split)
-        self.labels = [label_path(self.root, split, image) for image in self.images]
-        missing = [label for label in self.labels if not label.exists()]
-        if missing:
-            raise DatasetError(f"{missing[0]}: missing ({len(missing)} of {len(self.labels)} {split} labels); "
-                               f"run: segrun data prepare cityscapes {self.root}")
+        self.images, self.labels = [], []
+        for image_split, annotation in self.SOURCES[split]:
+            images = list_images(self.root, image_split)
+            labels = [label_path(self.root, image_split, image, annotation) for image in images]
+            missing = [label for label in labels if not label.exists()]
+            if missing:
+                raise DatasetError(f"{missing[0]}: missing ({len(missing)} of {len(labels)} {image_split} {annotation} "
+                                   f"labels); run: {self.prepare_command} {self.root}")
+            self.images += images
+            self.labels += labels
 
-    def __len__(self) -> int:
-        return len(self.images)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, label = read_rgb(self.images[index]), read_label(self.labels[index])
-        if self.transform is not None:
-            transformed = self.transform(image=image, mask=label)
-            image, label = transformed["image"], transformed["mask"]
-        image = torch.as_tensor(np.ascontiguousarray(image))
-        if image.dim() == 3 and image.shape[-1] == 3:  # still HWC: no ToTensorV2 in the transform
-            image = image.permute(2, 0, 1)
-        return image.float(), torch.as_tensor(np.ascontiguousarray(label)).long()
+FINE_VAL = (("val", "gtFine"),)
+
+
+class Cityscapes(CityscapesLayout):
+    """Fine annotations: 2,975 train and 500 val images in the official release."""
+
+    SOURCES = {"train": (("train", "gtFine"),), "val": FINE_VAL}
+    synthesize = staticmethod(synthetic_cityscapes.synthesize)
+
+
+class CityscapesCoarse(CityscapesLayout):
+    """Coarse annotations: the 19,998 train_extra images and the 2,975 train images, fine val."""
+
+    SOURCES = {"train": (("train_extra", "gtCoarse"), ("train", "gtCoarse")), "val": FINE_VAL}
+    synthesize = staticmethod(synthetic_cityscapes.synthesize_with_coarse)
+
+
+class CityscapesFineCoarse(CityscapesLayout):
+    """Fine train plus coarse train_extra as one training set, fine val."""
+
+    SOURCES = {"train": (("train", "gtFine"), ("train_extra", "gtCoarse")), "val": FINE_VAL}
+    synthesize = staticmethod(synthetic_cityscapes.synthesize_with_coarse)

@@ -48,6 +48,14 @@ LABEL_ID = {name: label_id for name, label_id, _ in LABELS}
 TRAIN_CLASS_NAMES = tuple(name for name, _, train_id in sorted(LABELS, key=lambda label: label[2]) if train_id != IGNORE_INDEX)
 
 
+# Official colours of the 19 training classes, in trainId order (RGB).
+PALETTE = (
+    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
+    (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
+    (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
+)
+
+
 def _train_id_lookup() -> np.ndarray:
     lookup = np.full(256, IGNORE_INDEX, dtype=np.uint8)
     for _, label_id, train_id in LABELS:

@@ -1,4 +1,4 @@
-"""Reading and atomically writing the PNG files of the dataset layouts."""
+"""Reading and atomically writing the image and label files of the dataset layouts."""
 import os
 from pathlib import Path
 
@@ -22,13 +22,22 @@ def read_label(path: Path) -> np.ndarray:
     return label
 
 
-def write_png(path: Path, array: np.ndarray) -> None:
-    """Write a PNG (RGB [H, W, 3] or labels [H, W]) under a temporary name, then rename, so an
-    interrupted write never leaves a truncated file at `path`."""
+def write_image(path: Path, array: np.ndarray) -> None:
+    """Write an image (RGB [H, W, 3] or labels [H, W]; the format follows the suffix) under a
+    temporary name, then rename, so an interrupted write never leaves a truncated file at `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.partial.png")
+    temporary = path.with_name(f".{path.name}.partial{path.suffix}")
     if array.ndim == 3:
         array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
     if not cv2.imwrite(str(temporary), array):
         raise OSError(f"{path}: could not write the image")
+    os.replace(temporary, path)
+
+
+def write_atomically(path: Path, write) -> None:
+    """Call write(file object) on a temporary file beside `path`, then rename it to `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.partial")
+    with open(temporary, "wb") as file:
+        write(file)
     os.replace(temporary, path)

@@ -13,18 +13,20 @@ import numpy as np
 from tqdm import tqdm
 
 from segrun.data.cityscapes_labels import LABEL_ID
-from segrun.data.image_io import write_png
+from segrun.data.image_io import write_image
 
-CITIES = {"train": ("aachen", "bochum", "bremen"), "val": ("frankfurt", "lindau")}
+CITIES = {"train": ("aachen", "bochum", "bremen"), "val": ("frankfurt", "lindau"),
+          "train_extra": ("augsburg", "bamberg", "konstanz")}
+SPLIT_SEEDS = {"train": 0, "val": 1, "train_extra": 2}
 
 
-def scene_paths(root: Path, split: str, index: int) -> tuple[Path, Path]:
+def scene_paths(root: Path, split: str, index: int, annotation: str = "gtFine") -> tuple[Path, Path]:
     """(image, labelIds) paths of synthetic scene `index` of `split`, named as Cityscapes names them."""
     cities = CITIES[split]
     city = cities[index % len(cities)]
     stem = f"{city}_{index // len(cities):06d}_{19:06d}"
     return (root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png",
-            root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png")
+            root / annotation / split / city / f"{stem}_{annotation}_labelIds.png")
 
 
 class _Canvas:
@@ -184,10 +186,26 @@ def render_scene(height: int, width: int, seed: int) -> tuple[np.ndarray, np.nda
     return np.clip(image, 0, 255).astype(np.uint8), canvas.label
 
 
+def _scene_seed(seed: int, split: str, index: int) -> int:
+    return int(np.random.SeedSequence([seed, SPLIT_SEEDS[split], index]).generate_state(1)[0])
+
+
+def coarsen(label: np.ndarray, margin: int = 4) -> np.ndarray:
+    """A coarse annotation in the style of gtCoarse: each region shrunk by `margin` pixels, so
+    boundaries and small objects become void (labelId 0, unlabeled)."""
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
+    coarse = np.zeros_like(label)
+    for label_id in np.unique(label):
+        kept = cv2.erode((label == label_id).astype(np.uint8), kernel) > 0
+        coarse[kept] = label_id
+    return coarse
+
+
 def synthesize(root: Path, train_images: int = 80, val_images: int = 20, height: int = 128, width: int = 256,
                seed: int = 0, progress: bool = True) -> int:
-    """Write the scenes that are not there yet; returns how many were written. Each scene's
-    content depends only on (seed, split, index), so an interrupted run resumes to the same data."""
+    """Write the fine train and val scenes that are not there yet; returns how many were written.
+    Each scene's content depends only on (seed, split, index), so an interrupted run resumes to
+    the same data."""
     root = Path(root)
     jobs = [("train", i) for i in range(train_images)] + [("val", i) for i in range(val_images)]
     written = 0
@@ -195,9 +213,30 @@ def synthesize(root: Path, train_images: int = 80, val_images: int = 20, height:
         image_path, label_path = scene_paths(root, split, index)
         if image_path.exists() and label_path.exists():
             continue
-        scene_seed = np.random.SeedSequence([seed, 0 if split == "train" else 1, index])
-        image, label = render_scene(height, width, int(scene_seed.generate_state(1)[0]))
-        write_png(label_path, label)
-        write_png(image_path, image)
+        image, label = render_scene(height, width, _scene_seed(seed, split, index))
+        write_image(label_path, label)
+        write_image(image_path, image)
         written += 1
+    return written
+
+
+def synthesize_with_coarse(root: Path, train_images: int = 80, val_images: int = 20, height: int = 128,
+                           width: int = 256, seed: int = 0, progress: bool = True) -> int:
+    """The fine dataset plus the coarse download: `train_images` more scenes in
+    leftImg8bit/train_extra with only gtCoarse labels, and gtCoarse labels for the fine train
+    scenes too (as the official gtCoarse/train)."""
+    root = Path(root)
+    written = synthesize(root, train_images, val_images, height, width, seed, progress)
+    for index in tqdm(range(train_images), desc=f"synthesising coarse {root}", disable=not progress, unit="image"):
+        image_path, coarse_path = scene_paths(root, "train_extra", index, "gtCoarse")
+        if not (image_path.exists() and coarse_path.exists()):
+            image, label = render_scene(height, width, _scene_seed(seed, "train_extra", index))
+            write_image(coarse_path, coarsen(label))
+            write_image(image_path, image)
+            written += 1
+        _, fine_path = scene_paths(root, "train", index)
+        _, coarse_of_fine = scene_paths(root, "train", index, "gtCoarse")
+        if not coarse_of_fine.exists():
+            write_image(coarse_of_fine, coarsen(cv2.imread(str(fine_path), cv2.IMREAD_UNCHANGED)))
+            written += 1
     return written
