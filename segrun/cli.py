@@ -97,6 +97,18 @@ def _parser() -> argparse.ArgumentParser:
     weights.add_argument("--method", choices=["enet", "inverse", "median"], default="enet",
                          help="enet: 1/ln(1.02+p) (default); inverse: 1/p; median: median frequency balancing")
 
+    stats = data_commands.add_parser("stats", help="image counts, sizes and class frequencies of a spec's dataset",
+                                     description="For the train and val splits of the spec's dataset: image count, "
+                                                 "size distribution and the share of labelled pixels of each class.")
+    _spec_arguments(stats)
+    show_data = data_commands.add_parser("show", help="render augmented samples beside their labels to a PNG",
+                                         description="Render samples after the spec's pipeline (Normalize left out), "
+                                                     "each image beside its labels in the dataset's palette.")
+    _spec_arguments(show_data)
+    show_data.add_argument("--split", choices=["train", "val"], default="train")
+    show_data.add_argument("--n", type=int, default=8, help="how many samples (default 8)")
+    show_data.add_argument("--out", type=Path, required=True, help="PNG file to write")
+
     commands.add_parser("doctor", help="show torch, CUDA, devices, op backends and datasets found",
                         description="Show torch, CUDA, devices, which backend each op uses and why, and datasets found.")
     return parser
@@ -149,8 +161,8 @@ def _summary(args) -> None:
 def _data(args) -> None:
     from segrun.data import DOWNLOAD_NAMES
 
-    if args.data_command == "weights":
-        _class_weights(args)
+    if args.data_command in ("weights", "stats", "show"):
+        {"weights": _class_weights, "stats": _data_stats, "show": _data_show}[args.data_command](args)
         return
     dataset = DOWNLOAD_NAMES[args.dataset]
     if args.data_command == "synth":
@@ -161,16 +173,42 @@ def _data(args) -> None:
         print(f"{args.root}: wrote {written} files (the others were already prepared)")
 
 
-def _class_weights(args) -> None:
+def _split(args, split: str):
     from segrun import spec
     from segrun.data import DATASETS, resolve_root
-    from segrun.data.class_weights import as_toml, class_weights, label_statistics
 
     loaded = spec.load(args.spec, args.overrides)
-    dataset = DATASETS[loaded.data.dataset](resolve_root(loaded.data.root), "train")
-    class_pixels, image_pixels = label_statistics(dataset.labels, dataset.num_classes)
+    return DATASETS[loaded.data.dataset](resolve_root(loaded.data.root), split)
+
+
+def _class_weights(args) -> None:
+    from segrun.data.statistics import as_toml, class_weights, label_statistics
+
+    dataset = _split(args, "train")
+    statistics = label_statistics(dataset)
     print(f"# {args.method} weights from {len(dataset)} training labels in {dataset.root}")
-    print(as_toml(class_weights(class_pixels, image_pixels, args.method), dataset.class_names))
+    print(as_toml(class_weights(statistics.class_pixels, statistics.image_pixels, args.method), dataset.class_names))
+
+
+def _data_stats(args) -> None:
+    from segrun.data.statistics import label_statistics
+
+    for split in ("train", "val"):
+        dataset = _split(args, split)
+        statistics = label_statistics(dataset)
+        labelled = max(int(statistics.class_pixels.sum()), 1)
+        sizes = ", ".join(f"{h}x{w}: {n}" for (h, w), n in statistics.sizes.most_common())
+        print(f"{split}: {len(dataset)} images in {dataset.root}; sizes {sizes}")
+        for name, pixels in zip(dataset.class_names, statistics.class_pixels):
+            print(f"  {name:<16} {pixels / labelled:8.4%}")
+
+
+def _data_show(args) -> None:
+    from segrun import spec
+    from segrun.data.preview import write_sample_grid
+
+    out = write_sample_grid(spec.load(args.spec, args.overrides), args.split, args.n, args.out)
+    print(f"{out}: {args.n} {args.split} samples after the spec's pipeline")
 
 
 def _doctor(args) -> None:

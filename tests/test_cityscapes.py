@@ -102,7 +102,7 @@ def test_train_pipeline_pads_crops_with_ignore(tmp_path):
 
 
 def test_missing_layout_and_unprepared_labels_say_what_to_run(tmp_path):
-    with pytest.raises(DatasetError, match=r"leftImg8bit/train: no such folder; it comes from leftImg8bit_trainvaltest\.zip"):
+    with pytest.raises(DatasetError, match=r"leftImg8bit/train: no such folder; unpack leftImg8bit_trainvaltest\.zip"):
         Cityscapes(tmp_path, "train")
     synthesize(tmp_path, train_images=1, val_images=1, height=64, width=128, progress=False)
     with pytest.raises(DatasetError, match=r"missing \(1 of 1 train gtFine labels\); run: segrun data prepare cityscapes"):

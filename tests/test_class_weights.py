@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from segrun.cli import main
-from segrun.data.class_weights import as_toml, class_weights
+from segrun.data.statistics import as_toml, class_weights
 from segrun.spec.loader import tomllib
 
 

@@ -30,7 +30,7 @@ def test_user_errors_exit_2_with_one_line_and_no_traceback(write_spec, minimal_s
 @pytest.mark.parametrize("arguments, message", [
     (["missing.toml"], "missing.toml: no such spec file"),
     (["show", "{spec}", "trainer.epochs"], "expected KEY=VALUE"),
-    (["validate", "{spec}"], "no such folder; it comes from leftImg8bit_trainvaltest.zip"),
+    (["validate", "{spec}"], "no such folder; unpack leftImg8bit_trainvaltest.zip (cityscapes-dataset.com) into"),
     (["data", "prepare", "cityscapes", "{tmp}/nothing"], "gtFine: no such folder"),
 ])
 def test_each_command_reports_user_errors(write_spec, tmp_path, capsys, arguments, message, minimal_spec):

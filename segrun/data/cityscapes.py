@@ -31,8 +31,10 @@ def label_path(root: Path, split: str, image: Path, annotation: str = "gtFine", 
 def list_images(root: Path, split: str) -> list[Path]:
     image_dir = root / "leftImg8bit" / split
     if not image_dir.is_dir():
-        raise DatasetError(f"{image_dir}: no such folder; it comes from {DOWNLOADS[split]} on cityscapes-dataset.com "
-                           f"(or make synthetic data: segrun data synth cityscapes{'-coarse' if split == 'train_extra' else ''} {root})")
+        synthetic = "cityscapes-coarse" if split == "train_extra" else "cityscapes"
+        raise DatasetError(f"{image_dir}: no such folder; unpack {DOWNLOADS[split]} (cityscapes-dataset.com) into {root}, "
+                           f"then run: segrun data prepare cityscapes {root} (or make synthetic data: segrun data synth "
+                           f"{synthetic} {root})")
     images = sorted(image_dir.glob(f"*/*{IMAGE_SUFFIX}"))
     if not images:
         raise DatasetError(f"{image_dir}: no <city>/*{IMAGE_SUFFIX} images in it")

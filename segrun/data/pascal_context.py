@@ -39,7 +39,7 @@ def _split_ids(devkit: Path, split: str) -> list[str]:
 def read_label_map(mat_file: Path) -> np.ndarray:
     try:
         label_map = scipy.io.loadmat(mat_file).get("LabelMap")
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, scipy.io.matlab.MatReadError) as error:
         raise DatasetError(f"{mat_file}: not a readable .mat file ({error})") from None
     if label_map is None or label_map.ndim != 2:
         raise DatasetError(f"{mat_file}: holds no 2-d LabelMap; is it from {CONTEXT_DOWNLOAD}?")

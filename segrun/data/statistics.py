@@ -1,21 +1,33 @@
-"""Per-class loss weights from the pixel frequencies of a dataset's training labels."""
+"""Label statistics of a dataset split, and per-class loss weights from its pixel frequencies."""
+from collections import Counter
+from typing import NamedTuple
+
 import numpy as np
 from tqdm import tqdm
-
-from segrun.data.image_io import read_label
 
 METHODS = ("enet", "inverse", "median")
 
 
-def label_statistics(label_paths, num_classes: int, progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """(pixels of each class, valid pixels of the images in which each class appears)."""
+class LabelStatistics(NamedTuple):
+    class_pixels: np.ndarray  # [C] pixels of each class
+    image_pixels: np.ndarray  # [C] labelled pixels of the images in which each class appears
+    sizes: Counter  # (height, width) -> number of images
+
+
+def label_statistics(dataset, progress: bool = True) -> LabelStatistics:
+    """Count the training ids of every label of `dataset` (its read_label, so mapped labels
+    such as PASCAL Context 59's are counted as training sees them)."""
+    num_classes = dataset.num_classes
     class_pixels = np.zeros(num_classes, dtype=np.int64)
     image_pixels = np.zeros(num_classes, dtype=np.int64)
-    for path in tqdm(label_paths, desc="counting label pixels", disable=not progress, unit="label"):
-        counts = np.bincount(read_label(path).ravel(), minlength=256)[:num_classes]
+    sizes = Counter()
+    for index in tqdm(range(len(dataset)), desc=f"reading {dataset.split} labels", disable=not progress, unit="label"):
+        label = dataset.read_label(index)
+        sizes[label.shape] += 1
+        counts = np.bincount(label.ravel(), minlength=256)[:num_classes]
         class_pixels += counts
         image_pixels[counts > 0] += counts.sum()
-    return class_pixels, image_pixels
+    return LabelStatistics(class_pixels, image_pixels, sizes)
 
 
 def class_weights(class_pixels: np.ndarray, image_pixels: np.ndarray, method: str) -> np.ndarray:
