@@ -6,7 +6,7 @@ from pathlib import Path
 
 from segrun.errors import UserError
 
-COMMANDS = ("train", "show", "validate", "eval", "summary", "data", "doctor")
+COMMANDS = ("train", "chain", "show", "validate", "eval", "summary", "data", "doctor")
 
 
 def _spec_arguments(parser: argparse.ArgumentParser) -> None:
@@ -44,6 +44,16 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--force", action="store_true", help="train again into a new folder even if this spec finished")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
 
+    chain = commands.add_parser("chain", help="run the stages of a chain spec in order",
+                                description="Run the [[stage]] tables of a chain spec in order, each starting from "
+                                            "the previous stage's best (or last) checkpoint. Finished stages are "
+                                            "skipped and an interrupted one resumes.")
+    chain.add_argument("chain", type=Path, help="the chain spec (TOML)")
+    chain.add_argument("--dry-run", action="store_true", help="print the stages, their resolved specs and which are done")
+    chain.add_argument("--runs", type=Path, default=Path(os.environ.get("SEGRUN_RUNS", "runs")),
+                       help="folder that holds the run folders (default: $SEGRUN_RUNS or ./runs)")
+    chain.add_argument("--no-progress", action="store_true", help="no progress bars")
+
     show = commands.add_parser("show", help="print the resolved spec as TOML",
                                description="Print the spec after extends and overrides, every default spelled out.")
     _spec_arguments(show)
@@ -60,6 +70,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--scales", type=_scales, help="comma-separated image scales, e.g. 0.5,1.0,2.0")
     evaluate.add_argument("--flip", action="store_true", default=None, help="average with the left-right flipped image")
     evaluate.add_argument("--sliding", type=_window, metavar="HxW", help="sliding-window inference with this window")
+    evaluate.add_argument("--out", type=Path, help="where to write the scores (default: RUN/eval.json; never replaced)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     summary = commands.add_parser("summary", help="parameters, MACs and outputs of a spec's model",
@@ -120,6 +131,12 @@ def _train(args) -> None:
     runner.train(spec.load(args.spec, args.overrides), args.runs, args.force, progress=not args.no_progress)
 
 
+def _chain(args) -> None:
+    from segrun.chain import run_chain
+
+    run_chain(args.chain, args.runs, dry_run=args.dry_run, progress=not args.no_progress)
+
+
 def _show(args) -> None:
     from segrun import spec
 
@@ -148,7 +165,7 @@ def _validate(args) -> None:
 def _eval(args) -> None:
     from segrun.evaluation import evaluate
 
-    evaluate(args.run, args.scales, args.flip, args.sliding, progress=not args.no_progress)
+    evaluate(args.run, args.scales, args.flip, args.sliding, progress=not args.no_progress, out=args.out)
 
 
 def _summary(args) -> None:
@@ -226,7 +243,7 @@ def main(argv=None) -> int:
         _parser().print_help()
         return 2
     try:
-        handlers = {"train": _train, "show": _show, "validate": _validate, "eval": _eval, "summary": _summary,
+        handlers = {"train": _train, "chain": _chain, "show": _show, "validate": _validate, "eval": _eval, "summary": _summary,
                     "data": _data, "doctor": _doctor}
         handlers[args.command](args)
     except UserError as error:

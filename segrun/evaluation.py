@@ -31,10 +31,15 @@ def locate(run_or_checkpoint: Path) -> tuple[RunFolder, Path]:
     return folder, checkpoint
 
 
-def evaluate(run_or_checkpoint: Path, scales=None, flip: bool | None = None, sliding=None, progress: bool = True) -> dict:
+def evaluate(run_or_checkpoint: Path, scales=None, flip: bool | None = None, sliding=None, progress: bool = True,
+             out: Path | None = None) -> dict:
     """Validate the checkpoint with the run's spec, test-time options replaced where given; print
-    the per-class table and write eval.json into the run folder."""
+    the per-class table and write the scores to `out` (default: eval.json in the run folder).
+    An existing file is never replaced."""
     folder, checkpoint = locate(run_or_checkpoint)
+    eval_file = out or folder.path / "eval.json"
+    if eval_file.exists():
+        raise UserError(f"{eval_file}: already holds an evaluation; pass --out FILE to write this one elsewhere")
     spec = loads(folder.spec_file.read_text(), str(folder.spec_file))
     options = {key: value for key, value in {"scales": scales, "flip": flip, "sliding": sliding}.items() if value is not None}
     try:
@@ -54,9 +59,7 @@ def evaluate(run_or_checkpoint: Path, scales=None, flip: bool | None = None, sli
         "sliding": list(spec.eval.sliding) if spec.eval.sliding else None,
         "checkpoint": str(checkpoint),
     }
-    eval_file = folder.path / "eval.json"
-    if eval_file.is_file():
-        print(f"{eval_file}: replacing the earlier evaluation ({json.loads(eval_file.read_text()).get('scales')} scales)")
+    eval_file.parent.mkdir(parents=True, exist_ok=True)
     eval_file.write_text(json.dumps(result, indent=2) + "\n")
     print(format_iou_table(result))
     print(f"{eval_file}: mIoU {result['mIoU']:.4f}")

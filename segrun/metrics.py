@@ -36,7 +36,8 @@ class MeanIoU(Metric):
         self.confusion += confusion_matrix(logits.detach(), target, self.num_classes, self.ignore_index)
 
     def compute(self) -> dict[str, torch.Tensor]:
-        return scores_from_confusion(self.confusion)
+        # compute() sees the state summed over processes; afterwards the local state is restored.
+        return {**scores_from_confusion(self.confusion), "confusion_matrix": self.confusion.clone()}
 
 
 def scores_as_json(scores: dict[str, torch.Tensor], class_names) -> dict:

@@ -1,4 +1,5 @@
 """runs/<name>-<spec hash>/: the resolved spec, checkpoints, logs and metrics of one run."""
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -49,11 +50,29 @@ class RunFolder:
         os.replace(temporary, self.metrics_file)
 
 
+def run_hash(spec: Spec) -> str:
+    """8 hex digits naming the run: the resolved spec's hash, and with `init` also the content of
+    the checkpoint it starts from (so a chain stage after a retrained stage is a new run)."""
+    if spec.init is None:
+        return spec_hash(spec)
+    from segrun.lineage import file_sha256
+    from segrun.models.weights import init_checkpoint
+
+    init_digest = file_sha256(init_checkpoint(Path(spec.init)))
+    return hashlib.sha256(f"{dumps(spec)}\ninit sha256 {init_digest}".encode()).hexdigest()[:8]
+
+
+def planned_run_folder(spec: Spec, runs_dir: Path) -> RunFolder:
+    """Where this spec runs, without creating anything."""
+    return RunFolder(Path(runs_dir) / f"{spec.name}-{run_hash(spec)}")
+
+
 def run_folder_for(spec: Spec, runs_dir: Path, force: bool = False) -> RunFolder:
-    """The folder of this spec, created with its spec.toml. The same resolved spec always maps
-    to the same folder; with `force`, a fresh folder beside it (<name>-<hash>-2, -3, ...)."""
+    """The folder of this spec, created with its spec.toml. The same resolved spec (and init
+    checkpoint) always maps to the same folder; with `force`, a fresh folder beside it
+    (<name>-<hash>-2, -3, ...)."""
     text = dumps(spec)
-    base = Path(runs_dir) / f"{spec.name}-{spec_hash(spec)}"
+    base = planned_run_folder(spec, runs_dir).path
     path = base
     if force:
         suffix = 2

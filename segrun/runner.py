@@ -1,23 +1,25 @@
 """From a Spec to a trained, evaluated run: builders for each part, then Lightning's Trainer."""
+import time
 import warnings
 from functools import partial
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint, OnExceptionCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint, OnExceptionCheckpoint, Timer
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
-from segrun import losses, models
+from segrun import lineage, losses, models
 from segrun.data import DATASETS
 from segrun.data.datamodule import SegmentationDataModule, ensure_dataset
 from segrun.inference import predict
 from segrun.metrics import format_iou_table
-from segrun.models.weights import load_init, load_pretrained
+from segrun.errors import UserError
+from segrun.models.weights import init_checkpoint, load_init, load_pretrained
 from segrun.optim import optimization
 from segrun.run_folder import RunFolder, run_folder_for
-from segrun.spec import Spec
-from segrun.task import SegmentationTask
+from segrun.spec import Spec, spec_hash
+from segrun.task import NonFiniteLoss, SegmentationTask
 
 
 def build_task(spec: Spec, load_weights: bool = True) -> SegmentationTask:
@@ -41,6 +43,7 @@ def build_trainer(spec: Spec, folder: RunFolder, progress: bool = True) -> pl.Tr
         ModelCheckpoint(dirpath=folder.checkpoints, filename="best-epoch={epoch:03d}", auto_insert_metric_name=False,
                         monitor="val/mIoU", mode="max", save_top_k=1, save_last=True),
         OnExceptionCheckpoint(dirpath=folder.checkpoints, filename="interrupted"),
+        Timer(),
     ]
     loggers = [TensorBoardLogger(folder.logs, name="tensorboard"), CSVLogger(folder.logs, name="csv")]
     return pl.Trainer(
@@ -65,22 +68,37 @@ def train(spec: Spec, runs_dir: Path, force: bool = False, progress: bool = True
     task = build_task(spec)
     datamodule = SegmentationDataModule(spec.data, spec.eval)
     trainer = build_trainer(spec, folder, progress)
+    timer = next(callback for callback in trainer.callbacks if isinstance(callback, Timer))
     resume = folder.resume_checkpoint()
     if resume is not None:
         print(f"resuming {folder.path} from {resume.name}")
     with warnings.catch_warnings():
         # "last" resumes from the newer of last.ckpt and interrupted.ckpt; a fresh run has neither.
         warnings.filterwarnings("ignore", message=r".*there is no last checkpoint available")
-        trainer.fit(task, datamodule=datamodule, ckpt_path="last")
+        try:
+            trainer.fit(task, datamodule=datamodule, ckpt_path="last")
+        except NonFiniteLoss as error:
+            raise UserError(f"{folder.path}: {error}") from None
     best = trainer.checkpoint_callback.best_model_path or None
+    validation_started = time.monotonic()
     trainer.validate(task, datamodule=datamodule, ckpt_path=best, verbose=False)
+    validation_seconds = time.monotonic() - validation_started
     if trainer.is_global_zero:
         checkpoint = torch.load(best, map_location="cpu", weights_only=True) if best else None
+        init = None if spec.init is None else init_checkpoint(Path(spec.init))
         metrics = {
             **task.last_val_scores,
             "epoch": checkpoint["epoch"] if checkpoint else trainer.current_epoch,
             "step": checkpoint["global_step"] if checkpoint else trainer.global_step,
             "checkpoint": str(Path(best).resolve().relative_to(folder.path.resolve())) if best else None,
+            "spec_hash": spec_hash(spec),
+            "init": None if init is None else {"path": str(init), "sha256": lineage.file_sha256(init)},
+            "segrun_commit": lineage.segrun_commit(),
+            "packages": lineage.package_versions(),
+            "devices": lineage.device_names(),
+            "train_seconds": round(timer.time_elapsed("train"), 1),  # all attempts: Timer is checkpointed
+            "validation_seconds_per_image": round(validation_seconds / max(len(datamodule.val_set), 1), 4),
+            "peak_gpu_memory_gb": lineage.peak_gpu_memory_gb(),
         }
         folder.write_metrics(metrics)
         print(f"\nbest checkpoint, epoch {metrics['epoch']} (step {metrics['step']}):\n{format_iou_table(metrics)}")

@@ -11,6 +11,10 @@ from torch import nn
 from segrun.metrics import MeanIoU, format_iou_table, scores_as_json
 
 
+class NonFiniteLoss(RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+
 class SegmentationTask(pl.LightningModule):
     def __init__(self, model: nn.Module, losses: list[nn.Module], loss_weights: list[float], num_classes: int,
                  class_names, ignore_index: int, configure_optimization: Callable[..., dict],
@@ -33,6 +37,11 @@ class SegmentationTask(pl.LightningModule):
         outputs = self.model(images)
         loss = sum(weight * criterion(output, target)
                    for weight, criterion, output in zip(self.loss_weights, self.losses, outputs))
+        if not torch.isfinite(loss):
+            # Raised before backward, so no weight has seen the bad value; last.ckpt stays the last good one.
+            raise NonFiniteLoss(f"the training loss became {loss.item()} at step {self.global_step} (epoch "
+                                f"{self.current_epoch}); the last good checkpoint is checkpoints/last.ckpt. Lower "
+                                "optimizer.lr, check the labels, or set trainer.detect_anomaly = true to find the op")
         self.log("train/loss", loss, prog_bar=True, batch_size=images.shape[0])
         return loss
 
@@ -45,7 +54,7 @@ class SegmentationTask(pl.LightningModule):
         self.val_iou.reset()
         self.log("val/mIoU", scores["mIoU"].float())
         self.log("val/pixel_accuracy", scores["pixel_accuracy"].float())
-        self.last_val_scores = scores_as_json(scores, self.class_names)
+        self.last_val_scores = {**scores_as_json(scores, self.class_names), "confusion_matrix": scores["confusion_matrix"].tolist()}
         if self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking:
             rank_zero_info(f"\nvalidation after epoch {self.current_epoch} (step {self.global_step}):\n"
                            + format_iou_table(self.last_val_scores))

@@ -16,7 +16,8 @@ def test_minimal_spec_gets_defaults(write_spec, minimal_spec):
     assert loaded.trainer.precision == "32"
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "specs").glob("*.toml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(p for p in (REPO / "specs").glob("*.toml") if not p.name.endswith("_chain.toml")),
+                         ids=lambda p: p.name)
 def test_shipped_specs_round_trip(path):
     loaded = spec.load(path)
     assert spec.loads(spec.dumps(loaded)) == loaded

@@ -316,6 +316,14 @@ def load(path, overrides=()) -> Spec:
     return spec
 
 
+def load_section(path: Path, cls):
+    """A TOML file (no extends, no overrides) as the attrs class `cls`, or a SpecError."""
+    try:
+        return build(cls, _read_toml(Path(path)))
+    except _Invalid as error:
+        raise SpecError(f"{path}: {dotted(error.path)}: {error.problem}") from None
+
+
 def to_table(value):
     """A Spec (or part of one) as plain TOML data; unset optional keys are left out."""
     if isinstance(value, TransformStep):

@@ -1,0 +1,90 @@
+"""Chains: stages run in order, each a spec plus overrides that starts from the best (or last)
+checkpoint of the stage before it. Stages are ordinary runs, so a finished stage is found by its
+run hash (which covers the checkpoint it starts from) and skipped, and an interrupted one resumes."""
+from pathlib import Path
+from typing import Literal
+
+from attrs import field, frozen
+
+from segrun import runner
+from segrun.errors import UserError
+from segrun.run_folder import RunFolder, planned_run_folder
+from segrun.spec import Spec, SpecError, dumps, load
+from segrun.spec.loader import load_section
+from segrun.spec.schema import run_name
+
+
+@frozen
+class Stage:
+    name: str = field(validator=run_name)
+    spec: str  # path of the stage's spec, relative to the chain file
+    overrides: tuple[str, ...] = ()  # KEY=VALUE, as on the command line
+    start_from: Literal["best", "last"] | None = None  # checkpoint of the previous stage (default best)
+
+
+@frozen
+class Chain:
+    name: str = field(validator=run_name)
+    stage: tuple[Stage, ...]  # [[stage]] tables, in order
+
+
+def load_chain(path: Path) -> Chain:
+    chain = load_section(path, Chain)
+    if not chain.stage:
+        raise SpecError(f"{path}: stage: expected at least one [[stage]] table")
+    if chain.stage[0].start_from is not None:
+        raise SpecError(f"{path}: stage.0.start_from: the first stage has no previous stage to start from")
+    names = [stage.name for stage in chain.stage]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            raise SpecError(f"{path}: stage.{index}.name: stage name {name!r} is used twice")
+    return chain
+
+
+def stage_spec(chain: Chain, chain_path: Path, index: int, init: Path | None) -> Spec:
+    """The stage's spec with its overrides, named <chain>-<stage>, starting from `init`."""
+    stage = chain.stage[index]
+    overrides = [*stage.overrides, f'name="{chain.name}-{stage.name}"']
+    if init is not None:
+        overrides.append(f"init='{init.resolve()}'")
+    return load(chain_path.parent / stage.spec, overrides)
+
+
+def start_checkpoint(previous: RunFolder, start_from: str | None) -> Path | None:
+    if start_from == "last":
+        last = previous.checkpoints / "last.ckpt"
+        return last if last.is_file() else None
+    return previous.best_checkpoint() or None
+
+
+def run_chain(chain_path: Path, runs_dir: Path, dry_run: bool = False, progress: bool = True) -> list[RunFolder]:
+    """Run (or with dry_run, describe) every stage in order; returns the stage run folders."""
+    chain = load_chain(chain_path)
+    folders: list[RunFolder] = []
+    for index, stage in enumerate(chain.stage):
+        label = f"stage {index} ({stage.name})"
+        init = None
+        if index > 0:
+            init = start_checkpoint(folders[-1], stage.start_from) if folders else None
+            if init is None:
+                if not dry_run:
+                    raise UserError(f"chain {chain.name}: {label} starts from the {stage.start_from or 'best'} checkpoint "
+                                    f"of the previous stage, which has none")
+                print(f"{label}: waiting for the previous stage's {stage.start_from or 'best'} checkpoint")
+                folders = []
+                continue
+        spec = stage_spec(chain, chain_path, index, init)
+        folder = planned_run_folder(spec, runs_dir)
+        if dry_run:
+            status = "done" if folder.finished else "interrupted, will resume" if folder.path.exists() else "to run"
+            body = "".join(f"    {line}\n" for line in dumps(spec).splitlines())
+            print(f"{label}: {status}: {folder.path}\n  {stage.spec} {' '.join(stage.overrides)}\n{body}")
+            folders.append(folder)
+            continue
+        print(f"chain {chain.name}: {label} in {folder.path}")
+        try:
+            folders.append(runner.train(spec, runs_dir, progress=progress))
+        except Exception as error:
+            raise UserError(f"chain {chain.name}: {label} failed: {error.__class__.__name__}: {error}; after fixing it, "
+                            f"`segrun chain {chain_path}` continues here (finished stages are kept)") from error
+    return folders

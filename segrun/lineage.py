@@ -1,0 +1,50 @@
+"""Where a run came from: recorded in its metrics.json so any figure can be traced and repeated."""
+import hashlib
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+import segrun
+
+PACKAGES = ("segrun", "torch", "pytorch-lightning", "torchmetrics", "timm", "albumentations", "numpy")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def segrun_commit() -> str | None:
+    """The git commit segrun runs from, or None outside a git checkout."""
+    try:
+        result = subprocess.run(["git", "-C", str(Path(segrun.__file__).parent), "rev-parse", "HEAD"],
+                                capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def package_versions() -> dict[str, str | None]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def device_names() -> list[str]:
+    if torch.cuda.is_available():
+        return [torch.cuda.get_device_name(index) for index in range(torch.cuda.device_count())]
+    return [f"cpu ({platform.processor() or platform.machine()})"]
+
+
+def peak_gpu_memory_gb() -> float | None:
+    return round(torch.cuda.max_memory_allocated() / 2**30, 3) if torch.cuda.is_available() else None

@@ -1,0 +1,128 @@
+"""Chains: stages in order, each from the previous stage's checkpoint; cached and resumable."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from segrun.chain import load_chain, run_chain
+from segrun.cli import main
+from segrun.spec import SpecError
+
+REPO = Path(__file__).resolve().parents[1]
+
+STAGE_SPEC = """
+name = "tiny"
+seed = 0
+[data]
+root = "{root}"
+batch_size = 4
+num_workers = 0
+[data.synthetic]
+train_images = 8
+val_images = 2
+height = 64
+width = 96
+[[data.train_pipeline]]
+name = "Normalize"
+[[data.val_pipeline]]
+name = "Normalize"
+[model]
+backbone = "hrnet_w18_small"
+[optimizer]
+name = "adamw"
+lr = 0.002
+[trainer]
+epochs = 1
+accelerator = "cpu"
+"""
+
+CHAIN = """
+name = "tinychain"
+[[stage]]
+name = "fine"
+spec = "stage.toml"
+[[stage]]
+name = "second"
+spec = "stage.toml"
+overrides = ["trainer.epochs={second_epochs}", "optimizer.lr=0.001"]
+start_from = "best"
+[[stage]]
+name = "third"
+spec = "stage.toml"
+overrides = ["optimizer.lr=0.0005"]
+start_from = "last"
+"""
+
+
+@pytest.fixture
+def chain_file(tmp_path):
+    (tmp_path / "stage.toml").write_text(STAGE_SPEC.format(root=tmp_path / "data"))
+    path = tmp_path / "chain.toml"
+    path.write_text(CHAIN.format(second_epochs=2))
+    return path
+
+
+def test_stages_start_from_the_previous_checkpoint_and_a_rerun_trains_nothing(chain_file, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    folders = run_chain(chain_file, runs, progress=False)
+    assert [f.path.name.rsplit("-", 1)[0] for f in folders] == ["tinychain-fine", "tinychain-second", "tinychain-third"]
+    second = json.loads(folders[1].metrics_file.read_text())
+    assert second["init"]["path"] == str(folders[0].best_checkpoint().resolve())
+    assert len(second["init"]["sha256"]) == 64
+    third = json.loads(folders[2].metrics_file.read_text())
+    assert third["init"]["path"] == str((folders[1].checkpoints / "last.ckpt").resolve())
+    finished = {f.path: f.metrics_file.stat().st_mtime for f in folders}
+    capsys.readouterr()
+
+    assert main(["chain", str(chain_file), "--runs", str(runs), "--no-progress"]) == 0
+    assert capsys.readouterr().out.count("already holds this finished run") == 3
+    assert {f.path: f.metrics_file.stat().st_mtime for f in folders} == finished
+
+    assert main(["chain", str(chain_file), "--runs", str(runs), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(": done: ") == 3 and 'name = "tinychain-second"' in out
+
+
+def test_a_chain_killed_in_stage_two_resumes_stage_two_only(chain_file, tmp_path, capsys):
+    chain_file.write_text(CHAIN.format(second_epochs=4))
+    runs = tmp_path / "runs"
+    process = subprocess.Popen([sys.executable, "-m", "segrun", "chain", str(chain_file), "--runs", str(runs), "--no-progress"],
+                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while not list(runs.glob("tinychain-second-*/checkpoints/last.ckpt")):
+        assert process.poll() is None and time.monotonic() < deadline, "stage 2 never wrote a checkpoint"
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    (second,) = runs.glob("tinychain-second-*")
+    assert not (second / "metrics.json").exists()
+
+    assert main(["chain", str(chain_file), "--runs", str(runs), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    stage0, rest = out.split("stage 1 (second)")
+    assert "already holds this finished run" in stage0 and "resuming" not in stage0
+    assert f"resuming {second} from last.ckpt" in rest.split("stage 2 (third)")[0]
+    assert (second / "metrics.json").is_file() and list(runs.glob("tinychain-third-*/metrics.json"))
+
+
+def test_chain_errors_name_the_file_and_key(tmp_path):
+    path = tmp_path / "chain.toml"
+    path.write_text('name = "c"\n[[stage]]\nname = "a"\nspec = "x.toml"\nstart_from = "best"\n')
+    with pytest.raises(SpecError, match=r"chain\.toml: stage\.0\.start_from: the first stage has no previous stage"):
+        load_chain(path)
+    path.write_text('name = "c"\n[[stage]]\nname = "a"\nspec = "x.toml"\nstart_fro = "best"\n')
+    with pytest.raises(SpecError, match=r"stage\.0\.start_fro: unknown key; did you mean stage\.0\.start_from\?"):
+        load_chain(path)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "specs").glob("*_chain.toml")), ids=lambda p: p.name)
+def test_shipped_chains_load(path, capsys):
+    chain = load_chain(path)
+    assert len(chain.stage) == 3
+    assert main(["chain", str(path), "--dry-run", "--runs", "/nonexistent-runs"]) == 0
+    assert "stage 0 (fine): to run" in capsys.readouterr().out
