@@ -6,7 +6,7 @@ from pathlib import Path
 
 from segrun.errors import UserError
 
-COMMANDS = ("train", "chain", "show", "validate", "eval", "summary", "data", "doctor")
+COMMANDS = ("train", "chain", "show", "validate", "eval", "predict", "report", "summary", "data", "doctor")
 
 
 def _spec_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="folder that holds the run folders (default: $SEGRUN_RUNS or ./runs)")
     train.add_argument("--force", action="store_true", help="train again into a new folder even if this spec finished")
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
+    train.add_argument("--sweep", action="append", default=[], metavar="KEY=V1,V2",
+                       help="train one run per value (repeat for a cartesian product), e.g. trainer.epochs=150,200")
+    train.add_argument("--seeds", type=int, metavar="N", help="repeat every member with seed=0..N-1")
+    train.add_argument("--print", action="store_true", help="print each member's command instead of training")
 
     chain = commands.add_parser("chain", help="run the stages of a chain spec in order",
                                 description="Run the [[stage]] tables of a chain spec in order, each starting from "
@@ -72,6 +76,25 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--sliding", type=_window, metavar="HxW", help="sliding-window inference with this window")
     evaluate.add_argument("--out", type=Path, help="where to write the scores (default: RUN/eval.json; never replaced)")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    report = commands.add_parser("report", help="compare finished runs side by side",
+                                 description="One table of finished runs (folders, or globs, or folders holding "
+                                             "run folders); runs whose specs differ only in seed are one setting, "
+                                             "shown as mean ± standard deviation.")
+    report.add_argument("runs", nargs="+", metavar="RUN_DIR_OR_GLOB")
+    report.add_argument("--csv", type=Path, help="write one row per run, per-class IoU included")
+    report.add_argument("--plot", type=Path, help="write mIoU with error bars and training curves as a PNG")
+
+    predict = commands.add_parser("predict", help="write predictions for images",
+                                  description="Predict images with a trained run and write colour overlays, trainId "
+                                              "PNGs, or Cityscapes submission PNGs (official labelIds, named like the "
+                                              "input). Unreadable images are reported and skipped.")
+    predict.add_argument("run", type=Path, metavar="RUN_OR_CKPT")
+    predict.add_argument("inputs", type=Path, nargs="+", metavar="IMAGES_OR_DIR")
+    predict.add_argument("--out", type=Path, required=True, help="output folder")
+    predict.add_argument("--format", choices=["color", "trainid", "cityscapes"], default="color")
+    predict.add_argument("--scales", type=_scales, help="comma-separated image scales (default: the run's [eval])")
+    predict.add_argument("--flip", action="store_true", default=None, help="average with the flipped image")
 
     summary = commands.add_parser("summary", help="parameters, MACs and outputs of a spec's model",
                                   description="Print parameters, multiply-accumulates at the spec's crop size "
@@ -127,8 +150,19 @@ def _parser() -> argparse.ArgumentParser:
 
 def _train(args) -> None:
     from segrun import runner, spec
+    from segrun.sweep import command_line, sweep_members
 
-    runner.train(spec.load(args.spec, args.overrides), args.runs, args.force, progress=not args.no_progress)
+    if not args.sweep and args.seeds is None and not args.print:
+        runner.train(spec.load(args.spec, args.overrides), args.runs, args.force, progress=not args.no_progress)
+        return
+    members = sweep_members(args.overrides, args.sweep, args.seeds)
+    specs = [spec.load(args.spec, overrides) for overrides in members]  # every member is checked before any trains
+    if args.print:
+        print("\n".join(command_line(args.spec, overrides, args.runs) for overrides in members))
+        return
+    for number, (overrides, member) in enumerate(zip(members, specs), start=1):
+        print(f"sweep member {number} of {len(members)}: {' '.join(overrides)}")
+        runner.train(member, args.runs, args.force, progress=not args.no_progress)
 
 
 def _chain(args) -> None:
@@ -166,6 +200,26 @@ def _eval(args) -> None:
     from segrun.evaluation import evaluate
 
     evaluate(args.run, args.scales, args.flip, args.sliding, progress=not args.no_progress, out=args.out)
+
+
+def _report(args) -> None:
+    from segrun.report import format_table, group_rows, load_results, write_csv, write_plot
+
+    results = load_results(args.runs)
+    rows = group_rows(results)
+    print(format_table(rows))
+    if args.csv:
+        write_csv(results, args.csv)
+        print(f"{args.csv}: {len(results)} runs")
+    if args.plot:
+        write_plot(results, rows, args.plot)
+        print(f"{args.plot}: mIoU and training curves")
+
+
+def _predict(args) -> None:
+    from segrun.prediction import predict_files
+
+    predict_files(args.run, args.inputs, args.out, args.format, args.scales, args.flip)
 
 
 def _summary(args) -> None:
@@ -243,7 +297,8 @@ def main(argv=None) -> int:
         _parser().print_help()
         return 2
     try:
-        handlers = {"train": _train, "chain": _chain, "show": _show, "validate": _validate, "eval": _eval, "summary": _summary,
+        handlers = {"train": _train, "chain": _chain, "show": _show, "validate": _validate, "eval": _eval, "predict": _predict,
+                    "report": _report, "summary": _summary,
                     "data": _data, "doctor": _doctor}
         handlers[args.command](args)
     except UserError as error:

@@ -52,7 +52,8 @@ def build_trainer(spec: Spec, folder: RunFolder, progress: bool = True) -> pl.Tr
         sync_batchnorm=t.sync_batchnorm, accumulate_grad_batches=t.accumulate_grad_batches,
         gradient_clip_val=t.gradient_clip_val, deterministic=t.deterministic, log_every_n_steps=t.log_every_n_steps,
         check_val_every_n_epoch=spec.eval.every_n_epochs, callbacks=callbacks, logger=loggers,
-        enable_progress_bar=progress, enable_model_summary=False,
+        enable_progress_bar=progress, enable_model_summary=False, use_distributed_sampler=False,
+        detect_anomaly=t.detect_anomaly,
     )
 
 
@@ -66,7 +67,7 @@ def train(spec: Spec, runs_dir: Path, force: bool = False, progress: bool = True
     ensure_dataset(spec.data, progress)
     pl.seed_everything(spec.seed, workers=True, verbose=False)
     task = build_task(spec)
-    datamodule = SegmentationDataModule(spec.data, spec.eval)
+    datamodule = SegmentationDataModule(spec.data, spec.eval, spec.seed)
     trainer = build_trainer(spec, folder, progress)
     timer = next(callback for callback in trainer.callbacks if isinstance(callback, Timer))
     resume = folder.resume_checkpoint()

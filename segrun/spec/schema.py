@@ -198,6 +198,7 @@ class TrainerSpec:
     accumulate_grad_batches: int = field(default=1, validator=at_least(1))
     gradient_clip_val: float | None = field(default=None, validator=at_least(0.0))
     deterministic: bool = False
+    detect_anomaly: bool = False  # autograd anomaly detection: finds the op that made a NaN, slowly
     log_every_n_steps: int = field(default=10, validator=at_least(1))
 
 

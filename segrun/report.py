@@ -1,0 +1,143 @@
+"""`segrun report`: finished runs side by side, repeats of one setting (runs whose specs differ only
+in `seed`) summarised by mean and standard deviation."""
+import csv
+import glob
+import json
+import statistics
+from pathlib import Path
+
+import attrs
+import torch
+
+from segrun import models
+from segrun.data import DATASETS
+from segrun.errors import UserError
+from segrun.run_folder import RunFolder
+from segrun.spec import Spec, loads, spec_hash
+
+
+@attrs.frozen
+class RunResult:
+    folder: RunFolder
+    spec: Spec
+    metrics: dict
+    parameters: int
+
+    @property
+    def setting(self) -> str:
+        """The spec's hash with the seed left out: repeats of one setting share it."""
+        return spec_hash(attrs.evolve(self.spec, seed=0, name="report"))
+
+
+def find_runs(patterns) -> list[RunFolder]:
+    folders = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(str(pattern))) or [str(pattern)]
+        for match in map(Path, matches):
+            candidates = [match] if (match / "spec.toml").is_file() else sorted(p.parent for p in match.glob("*/spec.toml"))
+            folders += [RunFolder(c) for c in candidates if (c / "metrics.json").is_file()]
+    if not folders:
+        raise UserError(f"no finished run (a folder with spec.toml and metrics.json) in {', '.join(map(str, patterns))}")
+    return folders
+
+
+def _parameters(spec: Spec, cache: dict) -> int:
+    key = (spec.model, spec.data.dataset)
+    if key not in cache:
+        with torch.device("meta"):
+            model = models.create(spec.model.name, DATASETS[spec.data.dataset].num_classes, **models.model_params(spec.model))
+        cache[key] = sum(p.numel() for p in model.parameters())
+    return cache[key]
+
+
+def load_results(patterns) -> list[RunResult]:
+    cache: dict = {}
+    results = []
+    for folder in find_runs(patterns):
+        spec = loads(folder.spec_file.read_text(), str(folder.spec_file))
+        results.append(RunResult(folder, spec, json.loads(folder.metrics_file.read_text()), _parameters(spec, cache)))
+    return results
+
+
+def _mean_std(values) -> tuple[float, float]:
+    values = [v for v in values if v is not None]
+    if not values:
+        return float("nan"), float("nan")
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def group_rows(results: list[RunResult]) -> list[dict]:
+    """One row per setting: what it is, how many runs, mean and std of mIoU and timings."""
+    groups: dict[str, list[RunResult]] = {}
+    for result in results:
+        groups.setdefault(result.setting, []).append(result)
+    rows = []
+    for members in groups.values():
+        spec = members[0].spec
+        miou, miou_std = _mean_std(r.metrics.get("mIoU") for r in members)
+        rows.append({
+            "name": spec.name, "model": f"{spec.model.name}/{spec.model.backbone}",
+            "loss": "+".join(loss.name for loss in spec.loss), "data": spec.data.dataset, "epochs": spec.trainer.epochs,
+            "params": members[0].parameters, "runs": len(members), "mIoU": miou, "mIoU_std": miou_std,
+            "train_s": _mean_std(r.metrics.get("train_seconds") for r in members)[0],
+            "infer_s_per_image": _mean_std(r.metrics.get("validation_seconds_per_image") for r in members)[0],
+        })
+    return rows
+
+
+def format_table(rows: list[dict]) -> str:
+    header = f"{'name':<28} {'model':<26} {'loss':<10} {'data':<22} {'epochs':>6} {'params':>12} {'runs':>4} " \
+             f"{'mIoU':>16} {'train s':>9} {'s/image':>8}"
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        lines.append(f"{row['name']:<28} {row['model']:<26} {row['loss']:<10} {row['data']:<22} {row['epochs']:>6} "
+                     f"{row['params']:>12,} {row['runs']:>4} {row['mIoU']:>8.4f} ± {row['mIoU_std']:.4f} "
+                     f"{row['train_s']:>9.1f} {row['infer_s_per_image']:>8.4f}")
+    return "\n".join(lines)
+
+
+def write_csv(results: list[RunResult], path: Path) -> None:
+    """One row per run, per-class IoU included."""
+    class_names = sorted({name for r in results for name in r.metrics.get("per_class_iou", {})})
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["run", "name", "setting", "seed", "model", "loss", "data", "epochs", "params", "mIoU",
+                         "pixel_accuracy", "train_seconds", "validation_seconds_per_image", *class_names])
+        for r in results:
+            per_class = r.metrics.get("per_class_iou", {})
+            writer.writerow([r.folder.path, r.spec.name, r.setting, r.spec.seed, r.spec.model.name,
+                             "+".join(loss.name for loss in r.spec.loss), r.spec.data.dataset, r.spec.trainer.epochs,
+                             r.parameters, r.metrics.get("mIoU"), r.metrics.get("pixel_accuracy"),
+                             r.metrics.get("train_seconds"), r.metrics.get("validation_seconds_per_image"),
+                             *(per_class.get(name) for name in class_names)])
+
+
+def _training_curve(folder: RunFolder) -> list[tuple[int, float]]:
+    points = []
+    for log in sorted(folder.logs.glob("csv/version_*/metrics.csv")):
+        with open(log) as file:
+            points += [(int(row["step"]), float(row["train/loss"])) for row in csv.DictReader(file) if row.get("train/loss")]
+    return sorted(points)
+
+
+def write_plot(results: list[RunResult], rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    figure, (scores, curves) = pyplot.subplots(1, 2, figsize=(12, 4.5))
+    positions = range(len(rows))
+    scores.errorbar(positions, [r["mIoU"] for r in rows], yerr=[r["mIoU_std"] for r in rows], fmt="o", capsize=4)
+    scores.set_xticks(list(positions), [f"{r['name']}\n(n={r['runs']})" for r in rows], rotation=30, ha="right", fontsize=8)
+    scores.set_ylabel("validation mIoU (mean ± std over seeds)")
+    for result in results:
+        curve = _training_curve(result.folder)
+        if curve:
+            curves.plot(*zip(*curve), label=f"{result.spec.name} seed {result.spec.seed}", linewidth=1)
+    curves.set_xlabel("step")
+    curves.set_ylabel("training loss")
+    curves.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    pyplot.close(figure)

@@ -1,0 +1,162 @@
+"""Sweeps, reports, prediction export, multi-process training, lineage and the NaN stop."""
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from segrun import runner, spec
+from segrun.cli import main
+from segrun.errors import UserError
+from segrun.losses.cross_entropy import CrossEntropy
+from segrun.sweep import split_values, sweep_members
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = """
+name = "tiny"
+seed = 0
+[data]
+root = "{root}"
+batch_size = 2
+num_workers = 0
+[data.synthetic]
+train_images = 4
+val_images = 3
+height = 64
+width = 96
+[[data.train_pipeline]]
+name = "Normalize"
+[[data.val_pipeline]]
+name = "Normalize"
+[model]
+backbone = "hrnet_w18_small"
+[optimizer]
+name = "adamw"
+lr = 0.002
+[trainer]
+epochs = 1
+accelerator = "cpu"
+log_every_n_steps = 1
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path, write_spec):
+    return write_spec(TINY.format(root=tmp_path / "data"))
+
+
+def test_split_values_keeps_arrays_and_strings_whole():
+    assert split_values("1,2") == ["1", "2"]
+    assert split_values("[1, 2],[3, 4]") == ["[1, 2]", "[3, 4]"]
+    assert split_values("'a,b',\"c\"") == ["'a,b'", '"c"']
+    assert sweep_members(["x=1"], ["a=1,2", "b=3"], 2) == [
+        ["x=1", "a=1", "b=3", "seed=0"], ["x=1", "a=1", "b=3", "seed=1"],
+        ["x=1", "a=2", "b=3", "seed=0"], ["x=1", "a=2", "b=3", "seed=1"]]
+    with pytest.raises(UserError, match="expected KEY=V1,V2"):
+        sweep_members([], ["epochs"], None)
+
+
+def test_sweep_of_two_by_two_with_two_seeds_then_report(tiny, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    sweep = ["--sweep", "optimizer.lr=0.002,0.001", "--sweep", "trainer.log_every_n_steps=1,2", "--seeds", "2"]
+    assert main([str(tiny), *sweep, "--runs", str(runs), "--print"]) == 0
+    commands = capsys.readouterr().out.splitlines()
+    assert len(commands) == 8 and commands[0].startswith("segrun ") and "seed=1" in commands[1]
+
+    assert main([str(tiny), *sweep, "--runs", str(runs), "--no-progress"]) == 0
+    assert len(list(runs.glob("tiny-*/metrics.json"))) == 8
+    capsys.readouterr()
+    assert main([str(tiny), *sweep, "--runs", str(runs), "--no-progress"]) == 0  # all members finished: skipped
+    assert capsys.readouterr().out.count("already holds this finished run") == 8
+
+    assert main(["report", str(runs / "tiny-*"), "--csv", str(tmp_path / "report.csv"), "--plot", str(tmp_path / "report.png")]) == 0
+    table = capsys.readouterr().out
+    rows = [line for line in table.splitlines() if line.startswith("tiny ")]
+    assert len(rows) == 4 and all(" 2 " in row and "±" in row for row in rows)
+    with open(tmp_path / "report.csv") as file:
+        records = list(csv.DictReader(file))
+    assert len(records) == 8 and {r["seed"] for r in records} == {"0", "1"} and "road" in records[0]
+    settings = {}
+    for record in records:
+        settings.setdefault(record["setting"], []).append(float(record["mIoU"]))
+    assert len(settings) == 4 and all(len(v) == 2 for v in settings.values())
+    mean = np.mean(next(iter(settings.values())))
+    assert any(f"{mean:.4f}" in row for row in rows)
+    assert cv2.imread(str(tmp_path / "report.png")) is not None
+
+
+def test_predict_in_every_format_skipping_unreadable_files(tiny, tmp_path, capsys):
+    assert main([str(tiny), "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
+    (run,) = (tmp_path / "runs").glob("tiny-*")
+    images = tmp_path / "images"
+    images.mkdir()
+    for source in sorted((tmp_path / "data" / "leftImg8bit" / "val").rglob("*.png"))[:2]:
+        (images / source.name).write_bytes(source.read_bytes())
+    (images / "broken_leftImg8bit.png").write_bytes(b"not an image")
+    for output_format in ("color", "trainid", "cityscapes"):
+        out = tmp_path / output_format
+        capsys.readouterr()
+        assert main(["predict", str(run), str(images), "--out", str(out), "--format", output_format]) == 0
+        printed = capsys.readouterr().out
+        assert "broken_leftImg8bit.png: not a readable image, skipped" in printed
+        assert f"wrote 2 {output_format} predictions; skipped 1 unreadable" in printed
+        written = sorted(p.name for p in out.iterdir())
+        assert written == sorted(p.name for p in images.iterdir() if p.name != "broken_leftImg8bit.png")
+        prediction = cv2.imread(str(out / written[0]), cv2.IMREAD_UNCHANGED)
+        if output_format == "color":
+            assert prediction.shape == (64, 96, 3)
+        elif output_format == "trainid":
+            assert prediction.shape == (64, 96) and prediction.max() < 19
+        else:
+            assert set(np.unique(prediction)) <= {7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33}
+
+
+def test_metrics_json_records_lineage(tiny, tmp_path):
+    folder = runner.train(spec.load(tiny), tmp_path / "runs", progress=False)
+    metrics = json.loads(folder.metrics_file.read_text())
+    assert metrics["spec_hash"] == spec.spec_hash(spec.load(tiny)) and metrics["init"] is None
+    assert metrics["packages"]["torch"] and metrics["packages"]["segrun"]
+    assert metrics["devices"] and metrics["train_seconds"] > 0 and metrics["validation_seconds_per_image"] > 0
+    assert "segrun_commit" in metrics and "peak_gpu_memory_gb" in metrics
+    assert len(metrics["confusion_matrix"]) == 19
+
+
+def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monkeypatch):
+    real_compute = CrossEntropy.compute
+    calls = []
+
+    def nan_on_third_step(self, logits, target):
+        calls.append(1)
+        loss = real_compute(self, logits, target)
+        return loss * float("nan") if len(calls) == 3 else loss
+
+    monkeypatch.setattr(CrossEntropy, "compute", nan_on_third_step)
+    loaded = spec.load(tiny, ["trainer.epochs=2"])
+    with pytest.raises(UserError, match=r"the training loss became nan at step 2 \(epoch 1\); the last good checkpoint is checkpoints/last\.ckpt"):
+        runner.train(loaded, tmp_path / "runs", progress=False)
+    folder = runner.run_folder_for(loaded, tmp_path / "runs")
+    state = torch.load(folder.checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
+    assert state["global_step"] == 2 and all(torch.isfinite(t).all() for t in state["state_dict"].values() if t.is_floating_point())
+    assert not folder.finished
+
+
+def test_two_process_ddp_counts_every_validation_image_once(tiny, tmp_path):
+    runs = tmp_path / "runs"
+    overrides = ['trainer.accelerator="cpu"', "trainer.devices=2", 'trainer.strategy="ddp"']
+    result = subprocess.run([sys.executable, "-m", "segrun", str(tiny), *overrides, "--runs", str(runs), "--no-progress"],
+                            cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run,) = runs.glob("tiny-*")
+    distributed = json.loads((run / "metrics.json").read_text())["confusion_matrix"]
+    assert main(["eval", str(run), "--out", str(tmp_path / "single.json"), "--no-progress"]) == 0
+    single = json.loads((tmp_path / "single.json").read_text())["confusion_matrix"]
+    assert distributed == single
+    assert sum(map(sum, single)) == 3 * 64 * 96 - sum(  # 3 val images, every non-ignored pixel counted once
+        int((cv2.imread(str(p), cv2.IMREAD_UNCHANGED) == 255).sum())
+        for p in (tmp_path / "data" / "gtFine" / "val").rglob("*_labelTrainIds.png"))
