@@ -15,31 +15,7 @@ from segrun.spec import SpecError
 
 REPO = Path(__file__).resolve().parents[1]
 
-STAGE_SPEC = """
-name = "tiny"
-seed = 0
-[data]
-root = "{root}"
-batch_size = 4
-num_workers = 0
-[data.synthetic]
-train_images = 8
-val_images = 2
-height = 64
-width = 96
-[[data.train_pipeline]]
-name = "Normalize"
-[[data.val_pipeline]]
-name = "Normalize"
-[model]
-backbone = "hrnet_w18_small"
-[optimizer]
-name = "adamw"
-lr = 0.002
-[trainer]
-epochs = 1
-accelerator = "cpu"
-"""
+
 
 CHAIN = """
 name = "tinychain"
@@ -60,8 +36,8 @@ start_from = "last"
 
 
 @pytest.fixture
-def chain_file(tmp_path):
-    (tmp_path / "stage.toml").write_text(STAGE_SPEC.format(root=tmp_path / "data"))
+def chain_file(tmp_path, tiny_spec):
+    tiny_spec(name="stage.toml", train_images=8, val_images=2, width=96, lr=0.002, epochs=1)
     path = tmp_path / "chain.toml"
     path.write_text(CHAIN.format(second_epochs=2))
     return path

@@ -59,23 +59,14 @@ def test_prepare_converts_with_the_table_and_is_idempotent(tmp_path):
     assert prepare(tmp_path, progress=False) == 0
 
 
-def test_prepare_resumes_after_an_interruption(tmp_path, monkeypatch):
-    synthesize(tmp_path, train_images=3, val_images=1, height=64, width=128, progress=False)
+def test_prepare_resumes_after_an_interruption(tmp_path, interrupt_writes):
     from segrun.data import cityscapes
 
-    calls = []
-    real_write = cityscapes.write_image
-
-    def write_then_fail(path, array):
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        calls.append(path)
-        real_write(path, array)
-
-    monkeypatch.setattr(cityscapes, "write_image", write_then_fail)
+    synthesize(tmp_path, train_images=3, val_images=1, height=64, width=128, progress=False)
+    restore = interrupt_writes(cityscapes, after=2)
     with pytest.raises(KeyboardInterrupt):
         prepare(tmp_path, progress=False)
-    monkeypatch.setattr(cityscapes, "write_image", real_write)
+    restore()
     assert prepare(tmp_path, progress=False) == 2
 
 

@@ -91,20 +91,11 @@ def test_context_59_is_60_without_background_pixel_by_pixel(context_root):
     assert set(label.unique().tolist()) <= set(range(59)) | {255}
 
 
-def test_context_preparation_resumes_after_an_interruption(context_root, monkeypatch):
-    real_write = pascal_context.write_image
-    calls = []
-
-    def write_then_fail(path, array):
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        calls.append(path)
-        real_write(path, array)
-
-    monkeypatch.setattr(pascal_context, "write_image", write_then_fail)
+def test_context_preparation_resumes_after_an_interruption(context_root, interrupt_writes):
+    restore = interrupt_writes(pascal_context, after=2)
     with pytest.raises(KeyboardInterrupt):
         prepare_context(context_root, progress=False)
-    monkeypatch.setattr(pascal_context, "write_image", real_write)
+    restore()
     assert prepare_context(context_root, progress=False) == 3
     assert not list(context_root.rglob(".*partial*"))
 
@@ -126,33 +117,12 @@ def test_unprepared_context_says_what_to_run(context_root):
         DATASETS["pascal_context60"](context_root, "train")
 
 
-SPEC = """
-name = "tiny"
-[data]
-dataset = "{dataset}"
-root = "{root}"
-batch_size = 2
-num_workers = 0
-[data.synthetic]
-train_images = 4
-val_images = 2
-height = 64
-width = 96
-[[data.train_pipeline]]
-name = "Normalize"
-[[data.val_pipeline]]
-name = "Normalize"
-[model]
-backbone = "hrnet_w18_small"
-[trainer]
-max_steps = 2
-accelerator = "cpu"
-"""
+
 
 
 @pytest.mark.parametrize("dataset", ["cityscapes_coarse", "cityscapes_fine_coarse", "pascal_context59", "pascal_context60"])
-def test_a_few_training_steps_per_dataset(dataset, tmp_path, write_spec, capsys):
-    path = write_spec(SPEC.format(dataset=dataset, root=tmp_path / "data"))
+def test_a_few_training_steps_per_dataset(dataset, tmp_path, tiny_spec, capsys):
+    path = tiny_spec(dataset=dataset, batch_size=2, train_images=4, val_images=2, width=96, epochs=1)
     assert main([str(path), "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
     assert list((tmp_path / "runs").glob("tiny-*/metrics.json"))
     assert main(["data", "stats", str(path)]) == 0

@@ -8,40 +8,12 @@ from segrun import runner, spec
 from segrun.cli import main
 from segrun.task import SegmentationTask
 
-TINY = """
-name = "tiny"
-seed = 0
-[data]
-root = "{root}"
-batch_size = 4
-num_workers = 0
-[data.synthetic]
-train_images = 16
-val_images = 4
-height = 64
-width = 128
-[[data.train_pipeline]]
-name = "HorizontalFlip"
-[[data.train_pipeline]]
-name = "Normalize"
-[[data.val_pipeline]]
-name = "Normalize"
-[model]
-backbone = "hrnet_w18_small"
-[optimizer]
-name = "adamw"
-lr = 0.003
-weight_decay = 0.0
-[trainer]
-epochs = 3
-accelerator = "cpu"
-log_every_n_steps = 1
-"""
+
 
 
 @pytest.fixture
-def tiny_spec(tmp_path, write_spec):
-    return write_spec(TINY.format(root=tmp_path / "synthetic"))
+def tiny(tiny_spec):
+    return tiny_spec()
 
 
 def logged_losses(folder, version=0):
@@ -49,9 +21,9 @@ def logged_losses(folder, version=0):
         return [(int(row["step"]), float(row["train/loss"])) for row in csv.DictReader(file) if row.get("train/loss")]
 
 
-def test_training_writes_a_complete_run_folder_and_the_loss_falls(tiny_spec, tmp_path, capsys):
-    assert main([str(tiny_spec), "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
-    loaded = spec.load(tiny_spec)
+def test_training_writes_a_complete_run_folder_and_the_loss_falls(tiny, tmp_path, capsys):
+    assert main([str(tiny), "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
+    loaded = spec.load(tiny)
     folder = tmp_path / "runs" / f"tiny-{spec.spec_hash(loaded)}"
     assert spec.loads((folder / "spec.toml").read_text()) == loaded
     assert (folder / "checkpoints" / "last.ckpt").is_file()
@@ -69,16 +41,16 @@ def test_training_writes_a_complete_run_folder_and_the_loss_falls(tiny_spec, tmp
 
     # The same spec again leaves the finished run alone; --force trains a new folder beside it.
     finished_at = (folder / "metrics.json").stat().st_mtime
-    assert main([str(tiny_spec), "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
+    assert main([str(tiny), "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
     assert "already holds this finished run" in capsys.readouterr().out
     assert (folder / "metrics.json").stat().st_mtime == finished_at
-    assert main([str(tiny_spec), "trainer.max_steps=2", "--runs", str(tmp_path / "runs"), "--no-progress", "--force"]) == 0
-    forced = spec.load(tiny_spec, ["trainer.max_steps=2"])
+    assert main([str(tiny), "trainer.max_steps=2", "--runs", str(tmp_path / "runs"), "--no-progress", "--force"]) == 0
+    forced = spec.load(tiny, ["trainer.max_steps=2"])
     assert (tmp_path / "runs" / f"tiny-{spec.spec_hash(forced)}" / "metrics.json").is_file()
 
 
-def test_an_interrupted_run_resumes_where_it_stopped(tiny_spec, tmp_path, monkeypatch):
-    loaded = spec.load(tiny_spec)
+def test_an_interrupted_run_resumes_where_it_stopped(tiny, tmp_path, monkeypatch):
+    loaded = spec.load(tiny)
     real_step = SegmentationTask.training_step
 
     def step_then_crash(self, batch, batch_index):
@@ -104,12 +76,12 @@ STUDY_LOSSES = {2: "[[loss]]\nname = \"ce\"\n[[loss]]\nname = \"ce\"\nweight = 0
 
 
 @pytest.mark.parametrize("name", ["hrnet_ocr", "hrnet_ocr_aspp", "hrnet_ocr_ms"])
-def test_each_model_trains_a_few_steps_and_evaluates(name, tmp_path, write_spec, capsys):
+def test_each_model_trains_a_few_steps_and_evaluates(name, tmp_path, tiny_spec, capsys):
     from segrun.models import output_names
     from segrun.spec import ModelSpec
 
     outputs = len(output_names(ModelSpec(name=name, backbone="hrnet_w18_small")))
-    path = write_spec(TINY.format(root=tmp_path / "synthetic") + STUDY_LOSSES[outputs])
+    path = tiny_spec(STUDY_LOSSES[outputs])
     overrides = [f"model.name={name}", "trainer.max_steps=2", "eval.scales=[0.5, 1.0]"]
     assert main([str(path), *overrides, "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
     folder = tmp_path / "runs" / f"tiny-{spec.spec_hash(spec.load(path, overrides))}"
@@ -122,8 +94,8 @@ def test_each_model_trains_a_few_steps_and_evaluates(name, tmp_path, write_spec,
     assert "mIoU" in capsys.readouterr().out
 
 
-def test_rmi_training_in_bf16_mixed_precision(tmp_path, write_spec):
-    path = write_spec(TINY.format(root=tmp_path / "synthetic"))
+def test_rmi_training_in_bf16_mixed_precision(tmp_path, tiny_spec):
+    path = tiny_spec()
     overrides = ['loss=[{name = "rmi"}]', 'trainer.precision="bf16-mixed"', "trainer.max_steps=3"]
     assert main([str(path), *overrides, "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
     folder = runner.RunFolder(tmp_path / "runs" / f"tiny-{spec.spec_hash(spec.load(path, overrides))}")

@@ -18,37 +18,12 @@ from segrun.sweep import split_values, sweep_members
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY = """
-name = "tiny"
-seed = 0
-[data]
-root = "{root}"
-batch_size = 2
-num_workers = 0
-[data.synthetic]
-train_images = 4
-val_images = 3
-height = 64
-width = 96
-[[data.train_pipeline]]
-name = "Normalize"
-[[data.val_pipeline]]
-name = "Normalize"
-[model]
-backbone = "hrnet_w18_small"
-[optimizer]
-name = "adamw"
-lr = 0.002
-[trainer]
-epochs = 1
-accelerator = "cpu"
-log_every_n_steps = 1
-"""
+
 
 
 @pytest.fixture
-def tiny(tmp_path, write_spec):
-    return write_spec(TINY.format(root=tmp_path / "data"))
+def tiny(tiny_spec):
+    return tiny_spec(batch_size=2, train_images=4, val_images=3, width=96, lr=0.002, epochs=1)
 
 
 def test_split_values_keeps_arrays_and_strings_whole():
