@@ -53,6 +53,7 @@ def build_trainer(spec: Spec, folder: RunFolder, progress: bool = True) -> pl.Tr
         gradient_clip_val=t.gradient_clip_val, deterministic=t.deterministic, log_every_n_steps=t.log_every_n_steps,
         check_val_every_n_epoch=spec.eval.every_n_epochs, callbacks=callbacks, logger=loggers,
         enable_progress_bar=progress, enable_model_summary=False, use_distributed_sampler=False,
+        reload_dataloaders_every_n_epochs=1 if spec.data.coarse_schedule == "linear_decay" else 0,
         detect_anomaly=t.detect_anomaly,
     )
 

@@ -60,4 +60,11 @@ class SegmentationTask(pl.LightningModule):
                            + format_iou_table(self.last_val_scores))
 
     def configure_optimizers(self) -> dict:
-        return self.configure_optimization(self.parameters(), int(self.trainer.estimated_stepping_batches))
+        total_steps = int(self.trainer.estimated_stepping_batches)
+        datamodule = self.trainer.datamodule
+        if datamodule is not None and hasattr(datamodule, "total_train_steps"):
+            # epochs of varying length (coarse schedule): Lightning's estimate assumes the first epoch's length
+            total_steps = datamodule.total_train_steps(self.trainer.accumulate_grad_batches) or total_steps
+        if self.trainer.max_steps > 0:
+            total_steps = min(total_steps, self.trainer.max_steps)
+        return self.configure_optimization(self.parameters(), total_steps)

@@ -73,12 +73,18 @@ class CityscapesLayout(LabelledImages):
     prepare = staticmethod(prepare)
     prepare_command = "segrun data prepare cityscapes"
     SOURCES: dict[str, tuple[tuple[str, str], ...]] = {}
+    mixes_coarse = False  # whether the train split holds both fine and coarse samples
+
+    def indices_by_annotation(self) -> tuple[list[int], list[int]]:
+        """(indices of fine samples, indices of coarse samples)."""
+        fine = [i for i, annotation in enumerate(self.annotations) if annotation == "gtFine"]
+        return fine, [i for i, annotation in enumerate(self.annotations) if annotation == "gtCoarse"]
 
     def __init__(self, root, split: str, transform=None):
         self.root = Path(root)
         self.split = split
         self.transform = transform
-        self.images, self.labels = [], []
+        self.images, self.labels, self.annotations = [], [], []
         for image_split, annotation in self.SOURCES[split]:
             images = list_images(self.root, image_split)
             labels = [label_path(self.root, image_split, image, annotation) for image in images]
@@ -88,6 +94,7 @@ class CityscapesLayout(LabelledImages):
                                    f"labels); run: {self.prepare_command} {self.root}")
             self.images += images
             self.labels += labels
+            self.annotations += [annotation] * len(images)
 
 
 FINE_VAL = (("val", "gtFine"),)
@@ -108,7 +115,10 @@ class CityscapesCoarse(CityscapesLayout):
 
 
 class CityscapesFineCoarse(CityscapesLayout):
-    """Fine train plus coarse train_extra as one training set, fine val."""
+    """Fine train plus coarse train_extra as one training set, fine val. With
+    data.coarse_schedule = "linear_decay", the coarse share per epoch falls linearly to none."""
+
+    mixes_coarse = True
 
     SOURCES = {"train": (("train", "gtFine"), ("train_extra", "gtCoarse")), "val": FINE_VAL}
     synthesize = staticmethod(synthetic_cityscapes.synthesize_with_coarse)

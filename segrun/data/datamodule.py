@@ -5,6 +5,7 @@ from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
 
 from segrun.data import DATASETS, resolve_root
+from segrun.data.sampling import epoch_indices, total_optimizer_steps
 from segrun.data.transforms import build_pipeline
 from segrun.spec import DataSpec, EvalSpec
 
@@ -44,11 +45,31 @@ class SegmentationDataModule(pl.LightningDataModule):
                           pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
 
     def train_dataloader(self) -> DataLoader:
+        if self.data.coarse_schedule == "linear_decay":
+            return self._loader(self.train_set, self.data.batch_size, self._decaying_coarse_indices(), drop_last=True)
         if distributed():
             sampler = DistributedSampler(self.train_set, shuffle=True, seed=self.seed, drop_last=True)
         else:
             sampler = RandomSampler(self.train_set)
         return self._loader(self.train_set, self.data.batch_size, sampler, drop_last=True)
+
+    def _decaying_coarse_indices(self) -> list[int]:
+        """This epoch's samples (this process's share under DDP); the Trainer reloads the train
+        loader every epoch when this schedule is on."""
+        fine, coarse = self.train_set.indices_by_annotation()
+        indices = epoch_indices(fine, coarse, self.trainer.current_epoch, self.trainer.max_epochs, self.seed)
+        world, rank = (torch.distributed.get_world_size(), torch.distributed.get_rank()) if distributed() else (1, 0)
+        share = len(indices) // world
+        return indices[rank * share:(rank + 1) * share]
+
+    def total_train_steps(self, accumulate: int) -> int | None:
+        """Optimizer steps of the whole run when epochs differ in length (linear_decay), else None
+        (Lightning's estimate is exact then)."""
+        if self.data.coarse_schedule != "linear_decay":
+            return None
+        fine, coarse = self.train_set.indices_by_annotation()
+        world = torch.distributed.get_world_size() if distributed() else 1
+        return total_optimizer_steps(len(fine), len(coarse), self.trainer.max_epochs, self.data.batch_size, world, accumulate)
 
     def val_dataloader(self) -> DataLoader:
         # Each process validates its own share and the metric sums the confusion matrices, so no

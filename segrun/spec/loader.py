@@ -295,6 +295,9 @@ def _check_consistency(spec: Spec) -> None:
             build_pipeline(getattr(spec.data, key))
         except PipelineError as error:
             raise _Invalid(("data", key, error.index, error.key), error.problem) from None
+    if spec.data.coarse_schedule != "all" and not getattr(dataset, "mixes_coarse", False):
+        raise _Invalid(("data", "coarse_schedule"), f"dataset {spec.data.dataset} does not mix fine and coarse "
+                       "samples; use cityscapes_fine_coarse")
     if spec.data.synthetic is not None and not hasattr(dataset, "synthesize"):
         raise _Invalid(("data", "synthetic"), f"dataset {spec.data.dataset} has no synthetic generator; remove [data.synthetic]")
 

@@ -123,6 +123,9 @@ class DataSpec:
     train_pipeline: tuple[TransformStep, ...] = ()  # albumentations transforms, in order
     val_pipeline: tuple[TransformStep, ...] = ()
     synthetic: SyntheticData | None = None
+    # "linear_decay": every epoch has all fine samples plus a random share of the coarse ones that
+    # falls linearly from all (first epoch) to none (last); for datasets mixing both (cityscapes_fine_coarse)
+    coarse_schedule: Literal["all", "linear_decay"] = "all"
 
 
 @frozen

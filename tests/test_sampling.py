@@ -1,0 +1,39 @@
+"""Strategy 1: the coarse share per epoch falls linearly from all to none."""
+import pytest
+import torch
+
+from segrun.cli import main
+from segrun.data.sampling import coarse_count, epoch_indices, total_optimizer_steps
+from segrun.spec import SpecError, load
+
+
+def test_coarse_share_falls_linearly_from_all_to_none():
+    assert [coarse_count(e, 5, 100) for e in range(5)] == [100, 75, 50, 25, 0]
+    assert [coarse_count(e, 3, 7) for e in range(3)] == [7, 4, 0]  # round(3.5) = 4
+    assert coarse_count(0, 1, 10) == 10
+
+
+def test_every_fine_sample_each_epoch_and_the_scheduled_coarse_subset():
+    fine, coarse = list(range(10)), list(range(10, 30))
+    for epoch in range(5):
+        indices = epoch_indices(fine, coarse, epoch, 5, seed=0)
+        assert sorted(i for i in indices if i < 10) == fine
+        chosen = [i for i in indices if i >= 10]
+        assert len(chosen) == coarse_count(epoch, 5, 20) and len(set(chosen)) == len(chosen)
+    assert epoch_indices(fine, coarse, 1, 5, seed=0) == epoch_indices(fine, coarse, 1, 5, seed=0)
+    assert epoch_indices(fine, coarse, 1, 5, seed=0) != epoch_indices(fine, coarse, 1, 5, seed=1)
+    assert total_optimizer_steps(10, 20, 5, 4, 1, 1) == sum((10 + c) // 4 for c in (20, 15, 10, 5, 0))
+
+
+def test_the_schedule_needs_a_dataset_that_mixes_fine_and_coarse(tiny_spec):
+    with pytest.raises(SpecError, match=r"data\.coarse_schedule: dataset cityscapes does not mix fine and coarse"):
+        load(tiny_spec(), ['data.coarse_schedule="linear_decay"'])
+
+
+def test_a_run_with_the_decaying_schedule_takes_fewer_steps_each_epoch(tiny_spec, tmp_path, capsys):
+    path = tiny_spec(dataset="cityscapes_fine_coarse", batch_size=2, train_images=4, val_images=2, width=96, epochs=3)
+    assert main([str(path), 'data.coarse_schedule="linear_decay"', "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
+    (last,) = (tmp_path / "runs").glob("tiny-*/checkpoints/last.ckpt")
+    state = torch.load(last, map_location="cpu", weights_only=True)
+    assert state["global_step"] == 4 + 3 + 2  # (4 fine + 4, 2, 0 coarse) / batch 2
+    assert state["lr_schedulers"][0]["_last_lr"][0] == pytest.approx(0.0, abs=1e-9)  # poly reached its end
