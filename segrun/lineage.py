@@ -9,7 +9,7 @@ import torch
 
 import segrun
 
-PACKAGES = ("segrun", "torch", "pytorch-lightning", "torchmetrics", "timm", "albumentations", "numpy")
+PACKAGES = ("torch", "pytorch-lightning", "torchmetrics", "timm", "albumentations", "numpy")
 
 
 def file_sha256(path: Path) -> str:
@@ -31,7 +31,7 @@ def segrun_commit() -> str | None:
 
 
 def package_versions() -> dict[str, str | None]:
-    versions = {}
+    versions = {"segrun": segrun.__version__}  # also when run from a checkout that pip never installed
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
