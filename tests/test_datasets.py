@@ -10,7 +10,7 @@ from segrun.data.cityscapes import prepare as prepare_cityscapes
 from segrun.data.cityscapes_labels import LABEL_ID_TO_TRAIN_ID
 from segrun.data.image_io import read_label
 from segrun.data.pascal_context import prepare as prepare_context
-from segrun.data.pascal_context_labels import CLASS_IDS, FULL_TO_60
+from segrun.data.pascal_context_labels import CLASS_IDS
 from segrun.data.synthetic_cityscapes import synthesize_with_coarse
 from segrun.data.synthetic_pascal_context import synthesize as synthesize_context
 from segrun.errors import DatasetError

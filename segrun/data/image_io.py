@@ -34,10 +34,9 @@ def write_image(path: Path, array: np.ndarray) -> None:
     os.replace(temporary, path)
 
 
-def write_atomically(path: Path, write) -> None:
-    """Call write(file object) on a temporary file beside `path`, then rename it to `path`."""
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write bytes to a temporary file beside `path`, then rename it to `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.partial")
-    with open(temporary, "wb") as file:
-        write(file)
+    temporary.write_bytes(data)
     os.replace(temporary, path)

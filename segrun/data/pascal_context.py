@@ -67,7 +67,7 @@ def prepare(root: Path, progress: bool = True) -> int:
             if not needed.is_file():
                 raise DatasetError(f"{needed}: missing ({split}.txt lists {image_id}); it comes from {download}")
         write_image(label_out, FULL_TO_60[read_label_map(mat_in)])
-        write_atomically(image_out, lambda file: file.write(image_in.read_bytes()))
+        write_atomically(image_out, image_in.read_bytes())
         written += 1
     return written
 

@@ -5,6 +5,7 @@ Each scene has a textured background stuff class (sky, grass, wall, ...) and obj
 boxes, triangles) of other classes, each class with its own colour and texture; about one object
 in four carries an id outside the 60 classes, which preparation turns into background.
 """
+import io
 from pathlib import Path
 
 import cv2
@@ -67,9 +68,11 @@ def synthesize(root: Path, train_images: int = 80, val_images: int = 20, height:
                 continue
             scene_seed = int(np.random.SeedSequence([seed, SPLIT_YEARS[split], index]).generate_state(1)[0])
             image, label_map = render_scene(height, width, scene_seed)
-            write_atomically(mat_path, lambda file: scipy.io.savemat(file, {"LabelMap": label_map}))
+            mat = io.BytesIO()
+            scipy.io.savemat(mat, {"LabelMap": label_map})
+            write_atomically(mat_path, mat.getvalue())
             write_image(image_path, image)
             written += 1
         split_file = devkit / "ImageSets" / "Main" / f"{split}.txt"
-        write_atomically(split_file, lambda file: file.write("".join(f"{i}\n" for i in ids).encode()))
+        write_atomically(split_file, "".join(f"{image_id}\n" for image_id in ids).encode())
     return written
