@@ -12,9 +12,9 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from segrun import lineage, losses, models
 from segrun.data import DATASETS
 from segrun.data.datamodule import SegmentationDataModule, ensure_dataset
+from segrun.errors import UserError
 from segrun.inference import predict
 from segrun.metrics import format_iou_table
-from segrun.errors import UserError
 from segrun.models.weights import init_checkpoint, load_init, load_pretrained
 from segrun.optim import optimization
 from segrun.run_folder import RunFolder, run_folder_for

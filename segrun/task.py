@@ -54,7 +54,8 @@ class SegmentationTask(pl.LightningModule):
         self.val_iou.reset()
         self.log("val/mIoU", scores["mIoU"].float())
         self.log("val/pixel_accuracy", scores["pixel_accuracy"].float())
-        self.last_val_scores = {**scores_as_json(scores, self.class_names), "confusion_matrix": scores["confusion_matrix"].tolist()}
+        self.last_val_scores = {**scores_as_json(scores, self.class_names),
+                                "confusion_matrix": scores["confusion_matrix"].tolist()}
         if self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking:
             rank_zero_info(f"\nvalidation after epoch {self.current_epoch} (step {self.global_step}):\n"
                            + format_iou_table(self.last_val_scores))
