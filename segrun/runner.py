@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint, OnExceptionCheckpoint, Timer
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, OnExceptionCheckpoint, Timer
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from segrun import lineage, losses, models
@@ -41,9 +41,13 @@ def build_trainer(spec: Spec, folder: RunFolder, progress: bool = True) -> pl.Tr
     t = spec.trainer
     callbacks = [
         ModelCheckpoint(dirpath=folder.checkpoints, filename="best-epoch={epoch:03d}", auto_insert_metric_name=False,
-                        monitor="val/mIoU", mode="max", save_top_k=1, save_last=True),
+                        monitor="val/mIoU", mode="max", save_top_k=1),
+        # Its own callback: Lightning's save_last only rewrites last.ckpt when the best one changes.
+        ModelCheckpoint(dirpath=folder.checkpoints, filename="last", every_n_epochs=1, save_top_k=1,
+                        enable_version_counter=False),
         OnExceptionCheckpoint(dirpath=folder.checkpoints, filename="interrupted"),
         Timer(),
+        LearningRateMonitor(logging_interval="step"),
     ]
     loggers = [TensorBoardLogger(folder.logs, name="tensorboard"), CSVLogger(folder.logs, name="csv")]
     return pl.Trainer(

@@ -3,6 +3,7 @@ import csv
 import json
 
 import pytest
+import torch
 
 from segrun import runner, spec
 from segrun.cli import main
@@ -101,3 +102,20 @@ def test_rmi_training_in_bf16_mixed_precision(tmp_path, tiny_spec):
     folder = runner.RunFolder(tmp_path / "runs" / f"tiny-{spec.spec_hash(spec.load(path, overrides))}")
     losses = [loss for _, loss in logged_losses(folder)]
     assert len(losses) == 3 and all(loss == loss and abs(loss) < 1e6 for loss in losses)
+
+
+def test_last_checkpoint_follows_training_when_the_best_stays_early(tiny, tmp_path, monkeypatch):
+    from segrun.metrics import MeanIoU
+
+    real_compute = MeanIoU.compute
+    calls = []
+
+    def worse_every_time(self):
+        calls.append(1)
+        return {**real_compute(self), "mIoU": torch.tensor(1.0 / len(calls), dtype=torch.float64)}
+
+    monkeypatch.setattr(MeanIoU, "compute", worse_every_time)
+    folder = runner.train(spec.load(tiny), tmp_path / "runs", progress=False)
+    assert [p.name for p in sorted(folder.checkpoints.glob("*.ckpt"))] == ["best-epoch=000.ckpt", "last.ckpt"]
+    last = torch.load(folder.checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
+    assert (last["epoch"], last["global_step"]) == (2, 12)
