@@ -85,6 +85,8 @@ def train(spec: Spec, runs_dir: Path, force: bool = False, progress: bool = True
             trainer.fit(task, datamodule=datamodule, ckpt_path="last")
         except NonFiniteLoss as error:
             raise UserError(f"{folder.path}: {error}") from None
+    # Read before validate(ckpt_path=best) restores the Timer's state from that checkpoint.
+    train_seconds = timer.time_elapsed("train")  # all attempts: the Timer's state is checkpointed
     best = trainer.checkpoint_callback.best_model_path or None
     validation_started = time.monotonic()
     trainer.validate(task, datamodule=datamodule, ckpt_path=best, verbose=False)
@@ -102,7 +104,7 @@ def train(spec: Spec, runs_dir: Path, force: bool = False, progress: bool = True
             "segrun_commit": lineage.segrun_commit(),
             "packages": lineage.package_versions(),
             "devices": lineage.device_names(),
-            "train_seconds": round(timer.time_elapsed("train"), 1),  # all attempts: Timer is checkpointed
+            "train_seconds": round(train_seconds, 1),
             "validation_seconds_per_image": round(validation_seconds / max(len(datamodule.val_set), 1), 4),
             "peak_gpu_memory_gb": lineage.peak_gpu_memory_gb(),
         }
