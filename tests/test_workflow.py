@@ -99,10 +99,6 @@ def test_metrics_json_records_lineage(tiny, tmp_path):
     wall = time.monotonic() - started
     metrics = json.loads(folder.metrics_file.read_text())
     assert 0 < metrics["train_seconds"] <= wall
-    # Not the final validation's restored Timer state added on top (that would double the time).
-    last = torch.load(folder.checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
-    (timer_state,) = [state for name, state in last["callbacks"].items() if name.startswith("Timer")]
-    assert metrics["train_seconds"] <= 1.2 * timer_state["time_elapsed"]["train"] + 0.05
     assert metrics["spec_hash"] == spec.spec_hash(spec.load(tiny)) and metrics["init"] is None
     assert metrics["packages"]["torch"] and metrics["packages"]["segrun"]
     assert metrics["devices"] and metrics["train_seconds"] > 0 and metrics["validation_seconds_per_image"] > 0
