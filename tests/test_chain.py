@@ -65,7 +65,7 @@ def test_stages_start_from_the_previous_checkpoint_and_a_rerun_trains_nothing(ch
 
 
 def test_a_chain_killed_in_stage_two_resumes_stage_two_only(chain_file, tmp_path, capsys):
-    chain_file.write_text(CHAIN.format(second_epochs=4))
+    chain_file.write_text(CHAIN.format(second_epochs=8))  # long enough that the kill lands mid-stage
     runs = tmp_path / "runs"
     process = subprocess.Popen([sys.executable, "-m", "segrun", "chain", str(chain_file), "--runs", str(runs), "--no-progress"],
                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
