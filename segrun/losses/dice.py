@@ -59,10 +59,12 @@ class DiceCE(PixelLoss):
         self.smooth = dice_smooth
         self.first_class = 0 if dice_background else 1
 
+    def pixel_term(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return cross_entropy(logits, target, self.ignore_index)
+
     def compute(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         one_hot, mask = self.valid_one_hot(target, logits.shape[1])
-        dice = batch_dice_term(logits, one_hot, mask, self.smooth, self.first_class)
-        return cross_entropy(logits, target, self.ignore_index) + dice
+        return self.pixel_term(logits, target) + batch_dice_term(logits, one_hot, mask, self.smooth, self.first_class)
 
 
 def top_k_cross_entropy(logits: torch.Tensor, target: torch.Tensor, ignore_index: int, percent: float) -> torch.Tensor:
@@ -82,17 +84,15 @@ class TopK(PixelLoss):
         return top_k_cross_entropy(logits, target, self.ignore_index, self.percent)
 
 
-class DiceTopK(PixelLoss):
+class DiceTopK(DiceCE):
+    """DiceCE with TopK in place of the plain cross entropy."""
+
     options = ("topk_percent", "dice_smooth", "dice_background")
 
     def __init__(self, ignore_index: int = 255, topk_percent: float = 10.0, dice_smooth: float = 0.0,
                  dice_background: bool = False):
-        super().__init__(ignore_index)
+        super().__init__(ignore_index, dice_smooth, dice_background)
         self.percent = topk_percent
-        self.smooth = dice_smooth
-        self.first_class = 0 if dice_background else 1
 
-    def compute(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        one_hot, mask = self.valid_one_hot(target, logits.shape[1])
-        dice = batch_dice_term(logits, one_hot, mask, self.smooth, self.first_class)
-        return top_k_cross_entropy(logits, target, self.ignore_index, self.percent) + dice
+    def pixel_term(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return top_k_cross_entropy(logits, target, self.ignore_index, self.percent)
