@@ -28,9 +28,9 @@ def report() -> str:
     ]
     for index in range(torch.cuda.device_count()):
         lines.append(f"  device {index}: {torch.cuda.get_device_name(index)}")
-    lines.append("ops:")
-    for name, (backend, reason) in ops.backends().items():
-        lines.append(f"  {name:<18} {backend}: {reason}")
+    lines.append(f"ops (SEGRUN_OPS={ops.extension.mode()}):")
+    for name, device, backend, reason in ops.backends():
+        lines.append(f"  {name:<18} {device:<5} {backend}: {reason}")
     lines.append(f"datasets (known: {', '.join(DATASETS)}) under {data_home()}:")
     lines += [f"  {line}" for line in _datasets_found()]
     return "\n".join(lines)

@@ -1,7 +1,9 @@
-"""Hierarchical multi-scale attention fusion (Tao et al. 2020). Pure PyTorch: the specification
-that a fused kernel must reproduce."""
+"""Hierarchical multi-scale attention fusion (Tao et al. 2020). `attention_fuse_torch` is the
+specification; the compiled kernels (csrc/cuda/attention_fuse.cu) must reproduce it."""
 import torch
 import torch.nn.functional as F
+
+from segrun.ops import extension
 
 
 def _resize(tensor: torch.Tensor, size, align_corners: bool) -> torch.Tensor:
@@ -20,11 +22,26 @@ def attention_fuse(pred_hi: torch.Tensor, pred_lo: torch.Tensor, attn_lo: torch.
     attn_lo: [N, 1, h, w] (or [N, C, h, w]) attention of the lower scale, in [0, 1].
     Returns [N, C, H, W] in the inputs' dtype. Differentiable in all three inputs.
     """
+    _check(pred_hi, pred_lo, attn_lo)
+    if extension.use_extension(pred_hi.device):
+        # One dtype for all three, as PyTorch's type promotion would give the fallback's result.
+        dtype = torch.promote_types(torch.promote_types(pred_hi.dtype, pred_lo.dtype), attn_lo.dtype)
+        return torch.ops.segrun.attention_fuse(pred_hi.to(dtype), pred_lo.to(dtype), attn_lo.to(dtype), align_corners)
+    return attention_fuse_torch(pred_hi, pred_lo, attn_lo, align_corners)
+
+
+def _check(pred_hi: torch.Tensor, pred_lo: torch.Tensor, attn_lo: torch.Tensor) -> None:
     if pred_hi.dim() != 4 or pred_lo.dim() != 4 or attn_lo.dim() != 4:
         raise ValueError("attention_fuse takes 4-d tensors [N, C, H, W]")
     if pred_lo.shape[:2] != pred_hi.shape[:2]:
         raise ValueError(f"pred_lo {list(pred_lo.shape)} and pred_hi {list(pred_hi.shape)} differ in batch or classes")
     if attn_lo.shape[0] != pred_lo.shape[0] or attn_lo.shape[1] not in (1, pred_lo.shape[1]) or attn_lo.shape[-2:] != pred_lo.shape[-2:]:
         raise ValueError(f"attn_lo {list(attn_lo.shape)} must be [N, 1, h, w] beside pred_lo {list(pred_lo.shape)}")
+
+
+def attention_fuse_torch(pred_hi: torch.Tensor, pred_lo: torch.Tensor, attn_lo: torch.Tensor,
+                         align_corners: bool = True) -> torch.Tensor:
+    """The PyTorch implementation of attention_fuse (its specification)."""
+    _check(pred_hi, pred_lo, attn_lo)
     size = pred_hi.shape[-2:]
     return _resize(attn_lo * pred_lo, size, align_corners) + (1 - _resize(attn_lo, size, align_corners)) * pred_hi

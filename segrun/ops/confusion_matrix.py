@@ -1,6 +1,8 @@
-"""Confusion matrix counting, the core of mIoU. Pure PyTorch: this is the specification that a
-fused kernel must reproduce exactly."""
+"""Confusion matrix counting, the core of mIoU. `confusion_matrix_torch` is the specification;
+the compiled kernel (csrc/cuda/confusion_matrix.cu) must reproduce it exactly."""
 import torch
+
+from segrun.ops import extension
 
 
 def confusion_matrix(input: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int = 255) -> torch.Tensor:
@@ -13,18 +15,29 @@ def confusion_matrix(input: torch.Tensor, target: torch.Tensor, num_classes: int
     whose predicted label is outside [0, num_classes).
     Returns int64 [num_classes, num_classes] on input's device: rows = target, columns = prediction.
     """
+    _check(input, target, num_classes)
+    if extension.use_extension(input.device):
+        return torch.ops.segrun.confusion_matrix(input.detach(), target, num_classes, ignore_index)
+    return confusion_matrix_torch(input, target, num_classes, ignore_index)
+
+
+def _check(input: torch.Tensor, target: torch.Tensor, num_classes: int) -> None:
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
-    if input.is_floating_point():
-        if input.dim() != 4 or input.shape[1] != num_classes:
-            raise ValueError(f"logits must be [N, {num_classes}, H, W], got {list(input.shape)}")
-        prediction = input.argmax(dim=1)
-    else:
-        prediction = input
-    if prediction.shape != target.shape or target.dim() != 3:
-        raise ValueError(f"prediction {list(prediction.shape)} and target {list(target.shape)} must both be [N, H, W]")
+    if input.is_floating_point() and (input.dim() != 4 or input.shape[1] != num_classes):
+        raise ValueError(f"logits must be [N, {num_classes}, H, W], got {list(input.shape)}")
+    expected = (input.shape[0], *input.shape[2:]) if input.is_floating_point() else tuple(input.shape)
+    if expected != tuple(target.shape) or target.dim() != 3:
+        raise ValueError(f"prediction {list(expected)} and target {list(target.shape)} must both be [N, H, W]")
     if target.is_floating_point():
         raise ValueError(f"target must hold integer labels, got {target.dtype}")
+
+
+def confusion_matrix_torch(input: torch.Tensor, target: torch.Tensor, num_classes: int,
+                           ignore_index: int = 255) -> torch.Tensor:
+    """The PyTorch implementation of confusion_matrix (its specification)."""
+    _check(input, target, num_classes)
+    prediction = input.argmax(dim=1) if input.is_floating_point() else input
     target = target.long()
     prediction = prediction.long()
     counted = (target != ignore_index) & (target >= 0) & (target < num_classes) & (prediction >= 0) & (prediction < num_classes)

@@ -1,5 +1,5 @@
-"""The Region Mutual Information lower bound (Zhao et al. 2019). Pure PyTorch: the specification
-that a fused kernel must reproduce.
+"""The Region Mutual Information lower bound (Zhao et al. 2019). `rmi_lower_bound_torch` is the
+specification; the compiled kernels (csrc/cuda/rmi.cu, radius 3) must reproduce it.
 
 Every pixel of a pooled map, with its radius x radius neighbourhood, is a point in R^(r*r) (9-d
 for radius 3). Per (image, class), with Y the label points and P the probability points, the
@@ -12,6 +12,8 @@ materialised and autograd keeps only views; the algebra then runs in float64 wit
 factorisations (solves instead of an explicit inverse).
 """
 import torch
+
+from segrun.ops import extension
 
 POSITIVE_ALPHA = 5e-4  # added to the diagonal before the inverse and the log-det, as the original
 
@@ -41,10 +43,28 @@ def rmi_lower_bound(labels: torch.Tensor, probs: torch.Tensor, radius: int = 3,
     N images and divided by radius * radius (the original's per-class value; the RMI loss sums or
     weights it over classes). Computed in float64 whatever the input dtype.
     """
+    _check(labels, probs, radius)
+    # The kernels are written for the study's radius 3; other radii run the PyTorch version.
+    if radius == 3 and extension.use_extension(probs.device):
+        maps = probs if probs.dtype == torch.float64 else probs.float()
+        half_log_det, _ = torch.ops.segrun.rmi_lower_bound_forward(labels.detach().to(maps.dtype), maps,
+                                                                   positive_alpha)
+        per_class = half_log_det.mean(dim=0) / (radius * radius)
+        return per_class if probs.dtype == torch.float64 else per_class.float()
+    return rmi_lower_bound_torch(labels, probs, radius, positive_alpha)
+
+
+def _check(labels: torch.Tensor, probs: torch.Tensor, radius: int) -> None:
     if labels.shape != probs.shape or labels.dim() != 4:
         raise ValueError(f"labels {list(labels.shape)} and probs {list(probs.shape)} must both be [N, C, H, W]")
     if min(labels.shape[-2:]) < radius:
         raise ValueError(f"maps of {list(labels.shape[-2:])} are smaller than the radius {radius}")
+
+
+def rmi_lower_bound_torch(labels: torch.Tensor, probs: torch.Tensor, radius: int = 3,
+                          positive_alpha: float = POSITIVE_ALPHA) -> torch.Tensor:
+    """The PyTorch implementation of rmi_lower_bound (its specification)."""
+    _check(labels, probs, radius)
     dims = radius * radius
     label_views = _shifted_views(labels.detach().double(), radius)
     prob_views = _shifted_views(probs.double(), radius)

@@ -1,0 +1,177 @@
+"""Finding, building and loading segrun's C++/CUDA operator library (csrc/).
+
+Three ways, tried in order: the library `pip install --no-build-isolation` built ahead of time
+(segrun/_C*.so); a just-in-time build of csrc/ with ninja, cached by torch.utils.cpp_extension;
+or none, and the PyTorch implementations run. `SEGRUN_OPS` chooses: `auto` (default) uses the
+library for CUDA tensors and the PyTorch implementations on the CPU, `ext` uses the library on
+every device (building it if needed, failing loudly if it cannot), `torch` never loads it.
+"""
+import importlib.util
+import os
+import shutil
+import threading
+import warnings
+from pathlib import Path
+
+import attrs
+import torch
+
+MODES = ("auto", "ext", "torch")
+CSRC = Path(__file__).resolve().parents[2] / "csrc"
+DEFAULT_ARCH_LIST = "8.0;8.6;9.0+PTX"
+OP_NAMES = ("confusion_matrix", "rmi_lower_bound_forward", "rmi_lower_bound_backward", "attention_fuse",
+            "attention_fuse_backward")
+
+
+class ExtensionError(RuntimeError):
+    """SEGRUN_OPS=ext was asked for and the library could not be loaded."""
+
+
+@attrs.frozen
+class Library:
+    """What loading the operator library gave: `how` it was loaded, or `reason` it was not."""
+    loaded: bool
+    how: str = ""
+    reason: str = ""
+    cuda: bool = False  # whether it holds the CUDA kernels
+
+
+_lock = threading.Lock()
+_library: Library | None = None
+
+
+def mode() -> str:
+    value = os.environ.get("SEGRUN_OPS", "auto").strip().lower() or "auto"
+    if value not in MODES:
+        raise ExtensionError(f"SEGRUN_OPS={value!r} is not one of {', '.join(MODES)}")
+    return value
+
+
+def cuda_home() -> Path | None:
+    """The CUDA toolkit nvcc belongs to: $CUDA_HOME, else the folder above the real nvcc."""
+    candidates = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH")]
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        candidates.append(str(Path(os.path.realpath(nvcc)).parents[1]))
+    candidates.append("/usr/local/cuda")
+    for candidate in filter(None, candidates):
+        home = Path(candidate)
+        if (home / "bin" / "nvcc").is_file() and (home / "include" / "cuda_runtime.h").is_file():
+            return home
+    return None
+
+
+def sources(with_cuda: bool) -> list[Path]:
+    files = [CSRC / "ops.cpp"]
+    if with_cuda:
+        files += sorted((CSRC / "cuda").glob("*.cu"))
+    return files
+
+
+def build_flags(with_cuda: bool) -> dict:
+    """Compiler flags shared by the ahead-of-time and the just-in-time build."""
+    cxx = ["-O3"] + (["-DSEGRUN_WITH_CUDA"] if with_cuda else [])
+    # torch's default nvcc flags hide half/bfloat16 <-> float conversions; the kernels use them.
+    nvcc = ["-O3", "-DSEGRUN_WITH_CUDA", "-U__CUDA_NO_HALF_OPERATORS__",
+            "-U__CUDA_NO_HALF_CONVERSIONS__", "-U__CUDA_NO_BFLOAT16_CONVERSIONS__", "-U__CUDA_NO_HALF2_OPERATORS__"]
+    return {"cxx": cxx, "nvcc": nvcc, "include_dirs": [str(CSRC)]}
+
+
+def _first_error_line(message: str) -> str:
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    for line in lines:
+        if "error" in line.lower() and "Error building extension" not in line:
+            return line
+    return lines[0] if lines else "unknown error"
+
+
+def _register_python_parts() -> None:
+    """Fake (meta) implementations, autograd formulas and autocast rules of the ops."""
+    from segrun.ops import registrations  # needs the ops defined, so imported only after loading
+
+    registrations.register()
+
+
+def _load_ahead_of_time() -> Library | None:
+    spec = importlib.util.find_spec("segrun._C")
+    if spec is None or not spec.origin:
+        return None
+    try:
+        torch.ops.load_library(spec.origin)
+    except OSError as error:  # built against another torch, say
+        return Library(False, reason=f"{spec.origin} does not load ({_first_error_line(str(error))})")
+    return Library(True, how=f"ahead-of-time build {spec.origin}")
+
+
+def _build_just_in_time() -> Library:
+    from torch.utils import cpp_extension
+
+    if not (CSRC / "ops.cpp").is_file():
+        return Library(False, reason=f"no C++ sources at {CSRC} (install from a source checkout to build them)")
+    if not cpp_extension.is_ninja_available():
+        return Library(False, reason="ninja is not installed (pip install ninja)")
+    if shutil.which(os.environ.get("CXX", "c++")) is None:
+        return Library(False, reason="no C++ compiler found (set CXX or install g++)")
+    home = cuda_home() if torch.version.cuda else None
+    with_cuda = home is not None
+    if with_cuda:
+        # cpp_extension reads the toolkit's location once at import, and may have guessed a
+        # folder holding only an nvcc link; point it at the real toolkit.
+        cpp_extension.CUDA_HOME = str(home)
+        os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_ARCH_LIST)
+    flags = build_flags(with_cuda)
+    try:
+        cpp_extension.load(name="segrun_ops", sources=[str(path) for path in sources(with_cuda)],
+                           extra_cflags=flags["cxx"], extra_cuda_cflags=flags["nvcc"],
+                           extra_include_paths=flags["include_dirs"], with_cuda=with_cuda,
+                           is_python_module=False, verbose=False)
+    except (RuntimeError, OSError, ImportError) as error:
+        return Library(False, reason=f"just-in-time build failed: {_first_error_line(str(error))}")
+    kind = f"with CUDA kernels (nvcc in {home})" if with_cuda else "CPU only (no CUDA toolkit or CPU build of torch)"
+    return Library(True, how=f"just-in-time build, {kind}")
+
+
+def library() -> Library:
+    """Loads the operator library once per process (building it if need be) and says how."""
+    global _library
+    with _lock:
+        if _library is None:
+            if mode() == "torch":
+                return Library(False, reason="SEGRUN_OPS=torch")
+            found = _load_ahead_of_time()
+            if found is None or not found.loaded:
+                built = _build_just_in_time()
+                if not built.loaded and found is not None:
+                    built = attrs.evolve(built, reason=f"{found.reason}; {built.reason}")
+                found = built
+            if found.loaded:
+                _register_python_parts()
+                cuda = torch._C._dispatch_has_kernel_for_dispatch_key("segrun::attention_fuse", "CUDA")
+                found = attrs.evolve(found, cuda=cuda)
+            else:
+                warnings.warn(f"segrun's C++/CUDA ops are not available, the PyTorch implementations run: {found.reason}",
+                              stacklevel=3)
+            _library = found
+        return _library
+
+
+def loaded_without_building() -> Library | None:
+    """The library if this process has already loaded it, without triggering a build."""
+    return _library
+
+
+def use_extension(device: torch.device) -> bool:
+    """Whether an op on tensors of `device` runs the library's kernel (see SEGRUN_OPS)."""
+    chosen = mode()
+    if chosen == "torch" or (chosen == "auto" and device.type != "cuda"):
+        return False
+    found = library()
+    if not found.loaded:
+        if chosen == "ext":
+            raise ExtensionError(f"SEGRUN_OPS=ext, but segrun's C++/CUDA ops could not be loaded: {found.reason}")
+        return False
+    if device.type == "cuda" and not found.cuda:
+        if chosen == "ext":
+            raise ExtensionError("SEGRUN_OPS=ext, but the loaded library has no CUDA kernels: " + found.how)
+        return False
+    return device.type in ("cuda", "cpu")
