@@ -179,18 +179,18 @@ at::Tensor rmi_backward_cpu(const at::Tensor& grad_value, const at::Tensor& labe
   const int64_t maps = labels.size(0) * labels.size(1), height = labels.size(2), width = labels.size(3);
   at::Tensor grad = at::empty_like(probs, at::MemoryFormat::Contiguous);
   AT_DISPATCH_FLOATING_TYPES(probs.scalar_type(), "rmi_backward_cpu", [&] {
-    using acc_t = typename Accumulate<scalar_t>::type;
     const scalar_t* label_data = labels.const_data_ptr<scalar_t>();
     const scalar_t* prob_data = probs.const_data_ptr<scalar_t>();
     scalar_t* grad_data = grad.data_ptr<scalar_t>();
     at::parallel_for(0, maps * height, 16, [&](int64_t begin, int64_t end) {
       for (int64_t row = begin; row < end; ++row) {
         const int64_t map = row / height, u = row % height, offset = map * height * width;
-        const acc_t scale = acc_t(upstream.data_ptr<double>()[map]);
+        const double scale = upstream.data_ptr<double>()[map];
         for (int64_t x = 0; x < width; ++x) {
-          acc_t value = rmi_grad_pixel<scalar_t, acc_t>(label_data + offset, prob_data + offset, width,
-                                                         height - kRmiRadius + 1, width - kRmiRadius + 1, u, x,
-                                                         saved.data_ptr<double>() + map * kRmiSaved);
+          // float64: the adjoints of ill-conditioned (small, near-constant) maps are large and cancel.
+          double value = rmi_grad_pixel<scalar_t, double>(label_data + offset, prob_data + offset, width,
+                                                          height - kRmiRadius + 1, width - kRmiRadius + 1, u, x,
+                                                          saved.data_ptr<double>() + map * kRmiSaved);
           grad_data[offset + u * width + x] = static_cast<scalar_t>(scale * value);
         }
       }

@@ -112,17 +112,17 @@ template <typename scalar_t>
 __global__ void __launch_bounds__(kThreads)
     rmi_backward_kernel(const scalar_t* labels, const scalar_t* probs, int64_t height, int64_t width,
                         const double* saved, const double* grad_value, scalar_t* grad_probs) {
-  using acc_t = typename Accumulate<scalar_t>::type;
   __shared__ double map_saved[kRmiSaved];
   const int64_t map = blockIdx.y;
   for (int i = threadIdx.x; i < kRmiSaved; i += blockDim.x) map_saved[i] = saved[map * kRmiSaved + i];
   __syncthreads();
   const int64_t pixels = height * width, offset = map * pixels;
-  const acc_t upstream = acc_t(grad_value[map]);
+  const double upstream = grad_value[map];
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < pixels; i += int64_t(gridDim.x) * blockDim.x) {
     const int64_t u = i / width, x = i - (i / width) * width;
-    acc_t grad = rmi_grad_pixel<scalar_t, acc_t>(labels + offset, probs + offset, width, height - kRmiRadius + 1,
-                                                 width - kRmiRadius + 1, u, x, map_saved);
+    // float64: the adjoints of ill-conditioned (small, near-constant) maps are large and cancel.
+    double grad = rmi_grad_pixel<scalar_t, double>(labels + offset, probs + offset, width, height - kRmiRadius + 1,
+                                                  width - kRmiRadius + 1, u, x, map_saved);
     grad_probs[offset + i] = static_cast<scalar_t>(upstream * grad);
   }
 }

@@ -229,11 +229,23 @@ SEGRUN_HD double rmi_half_log_det(const double* sums, double points, double labe
   double half_log_det = 0.0;
   for (int i = 0; i < D; ++i) half_log_det += log(conditional_factor[i * D + i] + 1e-8);
 
-  // Adjoints of v = 0.5 log det(M), M = Cyy - Cyp Q Cyp^T + aI, Q = (Cpp + aI)^-1:
-  //   G = dv/dM = 0.5 M^-1, dv/dCyp = -2 G W, dv/dCpp = W^T G W, with W = Cyp Q.
+  // Adjoints of v = sum log(L_ii + 1e-8), L L^T = M = Cyy - Cyp Q Cyp^T + aI, Q = (Cpp + aI)^-1:
+  //   G = dv/dM = L^-T diag(0.5 L_ii / (L_ii + 1e-8)) L^-1 (0.5 M^-1 but for the 1e-8),
+  //   dv/dCyp = -2 G W, dv/dCpp = W^T G W, with W = Cyp Q.
   double g[D * D], q[D * D], w[D * D], gw[D * D];
-  inverse_from_cholesky<D>(conditional_factor, g);
-  for (int i = 0; i < D * D; ++i) g[i] *= 0.5;
+  double inverse_factor[D * D];
+  for (int i = 0; i < D * D; ++i) inverse_factor[i] = (i / D == i % D) ? 1.0 : 0.0;
+  solve_lower<D>(conditional_factor, inverse_factor);
+  for (int i = 0; i < D; ++i) {
+    for (int j = 0; j < D; ++j) {
+      double value = 0.0;
+      for (int k = 0; k < D; ++k) {
+        const double diagonal = conditional_factor[k * D + k];
+        value += inverse_factor[k * D + i] * (0.5 * diagonal / (diagonal + 1e-8)) * inverse_factor[k * D + j];
+      }
+      g[i * D + j] = value;
+    }
+  }
   inverse_from_cholesky<D>(prob_factor, q);
   for (int i = 0; i < D; ++i) {
     for (int j = 0; j < D; ++j) {

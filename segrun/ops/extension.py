@@ -96,6 +96,10 @@ def _load_ahead_of_time() -> Library | None:
     spec = importlib.util.find_spec("segrun._C")
     if spec is None or not spec.origin:
         return None
+    built = Path(spec.origin).stat().st_mtime
+    if CSRC.is_dir() and any(path.stat().st_mtime > built for path in CSRC.rglob("*") if path.is_file()):
+        # An editable install whose sources changed since `pip install`: build them instead.
+        return Library(False, reason=f"{spec.origin} is older than {CSRC}")
     try:
         torch.ops.load_library(spec.origin)
     except OSError as error:  # built against another torch, say
@@ -104,6 +108,9 @@ def _load_ahead_of_time() -> Library | None:
 
 
 def _build_just_in_time() -> Library:
+    home = cuda_home() if torch.version.cuda else None
+    if home is not None and "CUDA_HOME" not in os.environ:
+        os.environ["CUDA_HOME"] = str(home)  # before cpp_extension guesses one on import
     from torch.utils import cpp_extension
 
     if not (CSRC / "ops.cpp").is_file():
@@ -112,11 +119,9 @@ def _build_just_in_time() -> Library:
         return Library(False, reason="ninja is not installed (pip install ninja)")
     if shutil.which(os.environ.get("CXX", "c++")) is None:
         return Library(False, reason="no C++ compiler found (set CXX or install g++)")
-    home = cuda_home() if torch.version.cuda else None
     with_cuda = home is not None
     if with_cuda:
-        # cpp_extension reads the toolkit's location once at import, and may have guessed a
-        # folder holding only an nvcc link; point it at the real toolkit.
+        # cpp_extension reads the toolkit's location once, at import, which may have come first.
         cpp_extension.CUDA_HOME = str(home)
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_ARCH_LIST)
     flags = build_flags(with_cuda)
