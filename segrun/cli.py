@@ -6,7 +6,7 @@ from pathlib import Path
 
 from segrun.errors import UserError
 
-COMMANDS = ("train", "chain", "show", "validate", "eval", "predict", "report", "summary", "data", "doctor")
+COMMANDS = ("train", "chain", "show", "validate", "eval", "predict", "report", "summary", "data", "doctor", "bench")
 
 
 def _spec_arguments(parser: argparse.ArgumentParser) -> None:
@@ -145,7 +145,39 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser("doctor", help="show torch, CUDA, devices, op backends and datasets found",
                         description="Show torch, CUDA, devices, which backend each op uses and why, and datasets found.")
+
+    bench = commands.add_parser("bench", help="measure the ops and training steps (benchmarks/)",
+                                description="Measure; speed claims in the README come only from these.")
+    bench_commands = bench.add_subparsers(dest="bench_command", metavar="WHAT", required=True)
+    bench_ops = bench_commands.add_parser("ops", help="each op's kernel vs its fallback and peers",
+                                          description="Each op's compiled kernel against its PyTorch fallback, "
+                                                      "torchmetrics / the original RMI / eager interpolation, and "
+                                                      "torch.compile, at the study's sizes: median time, floor, "
+                                                      "bandwidth, peak extra memory, speedups.")
+    bench_ops.add_argument("--device", choices=["cuda", "cpu"], default=None, help="default: cuda if available")
+    bench_ops.add_argument("--size", choices=["study", "tiny"], default="study")
+    bench_ops.add_argument("--repeats", type=int, default=20, help="timed repetitions after warm-up (default 20)")
+    bench_ops.add_argument("--compile", type=_op_names, default="all", metavar="OPS",
+                           help="ops measured under torch.compile too: all (default), none, or names, comma-separated")
+    _bench_outputs(bench_ops)
     return parser
+
+
+def _op_names(text: str) -> tuple[str, ...]:
+    from segrun.ops import OPS
+
+    if text in ("all", "none"):
+        return tuple(OPS) if text == "all" else ()
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [name for name in names if name not in OPS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown op {unknown[0]!r}; known: all, none, {', '.join(OPS)}")
+    return names
+
+
+def _bench_outputs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", type=Path, help="write the results as JSON (never replaces a file)")
+    parser.add_argument("--md", type=Path, help="write the results as a Markdown table (never replaces a file)")
 
 
 def _train(args) -> None:
@@ -288,6 +320,31 @@ def _doctor(args) -> None:
     print(report())
 
 
+def _bench(args) -> None:
+    import json
+
+    import torch
+
+    for path in (args.json, args.md):
+        if path is not None and path.exists():
+            raise UserError(f"{path}: already exists; give another --json/--md path")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device is available here (use --device cpu)")
+    from benchmarks import ops
+
+    def write(result):
+        for path, text in ((args.json, json.dumps(result, indent=1) + "\n"), (args.md, ops.markdown(result))):
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text)
+
+    ops.run(device, args.size, args.repeats, compile_peers=args.compile, after_case=write)
+    for path in (args.json, args.md):
+        if path is not None:
+            print(f"{path}: written")
+
+
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] not in COMMANDS and not argv[0].startswith("-"):
@@ -299,7 +356,7 @@ def main(argv=None) -> int:
     try:
         handlers = {"train": _train, "chain": _chain, "show": _show, "validate": _validate, "eval": _eval, "predict": _predict,
                     "report": _report, "summary": _summary,
-                    "data": _data, "doctor": _doctor}
+                    "data": _data, "doctor": _doctor, "bench": _bench}
         handlers[args.command](args)
     except UserError as error:
         print(f"segrun: error: {error}", file=sys.stderr)

@@ -46,14 +46,14 @@ __global__ void __launch_bounds__(kThreads)
     rmi_moments_kernel(const scalar_t* labels, const scalar_t* probs, int64_t height, int64_t width,
                        const double* label_shift, const double* prob_shift, double* sums) {
   constexpr int K = GroupSize<Group>::value;
-  const int64_t map = blockIdx.y;
+  const int64_t map = blockIdx.x;  // maps on x, which has room for any batch x classes
   const int64_t valid_w = width - kRmiRadius + 1, points = (height - kRmiRadius + 1) * valid_w;
   const scalar_t* label_map = labels + map * height * width;
   const scalar_t* prob_map = probs + map * height * width;
   double acc[K];
 #pragma unroll
   for (int k = 0; k < K; ++k) acc[k] = 0.0;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < points; i += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t i = blockIdx.y * int64_t(blockDim.x) + threadIdx.x; i < points; i += int64_t(gridDim.y) * blockDim.x) {
     const int64_t y = i / valid_w, x = i - (i / valid_w) * valid_w;
     double a[kD], b[kD];
     if (Group == 0) {
@@ -113,12 +113,12 @@ __global__ void __launch_bounds__(kThreads)
     rmi_backward_kernel(const scalar_t* labels, const scalar_t* probs, int64_t height, int64_t width,
                         const double* saved, const double* grad_value, scalar_t* grad_probs) {
   __shared__ double map_saved[kRmiSaved];
-  const int64_t map = blockIdx.y;
+  const int64_t map = blockIdx.x;
   for (int i = threadIdx.x; i < kRmiSaved; i += blockDim.x) map_saved[i] = saved[map * kRmiSaved + i];
   __syncthreads();
   const int64_t pixels = height * width, offset = map * pixels;
   const double upstream = grad_value[map];
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < pixels; i += int64_t(gridDim.x) * blockDim.x) {
+  for (int64_t i = blockIdx.y * int64_t(blockDim.x) + threadIdx.x; i < pixels; i += int64_t(gridDim.y) * blockDim.x) {
     const int64_t u = i / width, x = i - (i / width) * width;
     // float64: the adjoints of ill-conditioned (small, near-constant) maps are large and cancel.
     double grad = rmi_grad_pixel<scalar_t, double>(labels + offset, probs + offset, width, height - kRmiRadius + 1,
@@ -132,7 +132,7 @@ void launch_moments(const void* labels, const void* probs, int64_t maps, int64_t
                     const double* label_shift, const double* prob_shift, double* sums, cudaStream_t stream) {
   const int64_t points = (height - kRmiRadius + 1) * (width - kRmiRadius + 1);
   const int64_t blocks_per_map = std::max<int64_t>(1, std::min<int64_t>(ceil_div(points, kThreads * 8), 256));
-  const dim3 grid{unsigned(blocks_per_map), unsigned(maps)};
+  const dim3 grid{unsigned(maps), unsigned(blocks_per_map)};
   rmi_moments_kernel<scalar_t, Group><<<grid, kThreads, 0, stream>>>(
       static_cast<const scalar_t*>(labels), static_cast<const scalar_t*>(probs), height, width, label_shift,
       prob_shift, sums);
@@ -169,7 +169,7 @@ const char* rmi_backward_cuda(const void* labels, const void* probs, Dtype dtype
                               CUstream_st* stream) {
   if (dtype != Dtype::Float32 && dtype != Dtype::Float64) return "rmi_backward_cuda takes float32 or float64 maps";
   const int64_t pixels = height * width;
-  const dim3 grid{unsigned(std::max<int64_t>(1, std::min<int64_t>(ceil_div(pixels, kThreads), 1024))), unsigned(maps)};
+  const dim3 grid{unsigned(maps), unsigned(std::max<int64_t>(1, std::min<int64_t>(ceil_div(pixels, kThreads), 1024)))};
   auto cuda_stream = reinterpret_cast<cudaStream_t>(stream);
   if (dtype == Dtype::Float32) {
     rmi_backward_kernel<float><<<grid, kThreads, 0, cuda_stream>>>(static_cast<const float*>(labels),

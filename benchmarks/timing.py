@@ -1,0 +1,83 @@
+"""Timing and memory measurement shared by the benchmarks."""
+import datetime
+import platform
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+import torch
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure(fn, device: torch.device, repeats: int = 20, warmup: int = 3) -> dict:
+    """Median and minimum time of fn() over `repeats` timed calls after `warmup` calls (CUDA events
+    on a GPU, perf_counter on the CPU), and on a GPU the peak memory it allocated beyond what was
+    allocated before it ran."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    peak_extra_mb = None
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            start = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - start) * 1e3)
+    if device.type == "cuda":
+        peak_extra_mb = (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    return {"median_ms": statistics.median(times), "min_ms": min(times), "repeats": repeats,
+            "peak_extra_mb": peak_extra_mb}
+
+
+def copy_bandwidth(device: torch.device, megabytes: int = 1024) -> float:
+    """Bytes per second a device-to-device copy moves, counting bytes read and written."""
+    source = torch.empty(megabytes * 2**20 // 4, dtype=torch.float32, device=device).fill_(1.0)
+    target = torch.empty_like(source)
+    timing = measure(lambda: target.copy_(source), device, repeats=10, warmup=2)
+    return 2 * source.numel() * 4 / (timing["median_ms"] / 1e3)
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+def segrun_commit() -> str:
+    try:
+        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+                                cwd=Path(__file__).resolve().parent)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=10, cwd=Path(__file__).resolve().parent).stdout.strip()
+        return result.stdout.strip() + ("+changes" if dirty else "") if result.returncode == 0 else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def header(device: torch.device) -> dict:
+    """What every result file names: device, versions, commit, date."""
+    return {"device": device_name(device), "torch": torch.__version__, "cuda": torch.version.cuda,
+            "segrun_commit": segrun_commit(), "date": datetime.date.today().isoformat()}
+
+
+def result_stem(device: torch.device) -> str:
+    """`<device>-<date>`, as result files are named."""
+    name = "".join(ch if ch.isalnum() else "-" for ch in device_name(device).lower()).strip("-")
+    while "--" in name:
+        name = name.replace("--", "-")
+    return f"{name}-{datetime.date.today().isoformat()}"
