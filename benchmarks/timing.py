@@ -1,5 +1,6 @@
 """Timing and memory measurement shared by the benchmarks."""
 import datetime
+import os
 import platform
 import statistics
 import subprocess
@@ -59,6 +60,10 @@ def device_name(device: torch.device) -> str:
 
 
 def segrun_commit() -> str:
+    """The checkout's commit (+changes when it has uncommitted ones), or $SEGRUN_COMMIT where the
+    code runs from a copy without .git (as on a lent GPU machine)."""
+    if os.environ.get("SEGRUN_COMMIT"):
+        return os.environ["SEGRUN_COMMIT"]
     try:
         result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
                                 cwd=Path(__file__).resolve().parent)

@@ -56,9 +56,10 @@ def test_the_cuda_kernels_are_compiled_wherever_nvcc_and_a_cuda_torch_are(built_
 
 def test_auto_runs_pytorch_on_the_cpu_and_torch_never_loads(monkeypatch):
     monkeypatch.setenv("SEGRUN_OPS", "auto")
-    assert not extension.use_extension(torch.device("cpu"))
+    assert not extension.use_extension(torch.device("cpu"), "confusion_matrix")
+    assert not extension.use_extension(torch.device("cuda"), "attention_fuse")  # measured slower
     monkeypatch.setenv("SEGRUN_OPS", "ext")
-    assert extension.use_extension(torch.device("cpu"))
+    assert extension.use_extension(torch.device("cpu"), "confusion_matrix")
     monkeypatch.setenv("SEGRUN_OPS", "nonsense")
     with pytest.raises(extension.ExtensionError, match="SEGRUN_OPS='nonsense'"):
         extension.mode()
@@ -175,7 +176,7 @@ def test_rmi_loss_through_the_kernel_matches_the_reference(reference, device, na
     data = _reference_case(reference, case)
     logits = torch.tensor(data["logits"], device=device, requires_grad=True)
     options = {"class_weights": data["class_weights"].tolist()} if name == "wrmi" else {}
-    loss_fn = losses.create(name, logits.shape[1], **options)
+    loss_fn = losses.create(name, logits.shape[1], **options).to(device)
     with forced("ext"):
         loss = loss_fn(logits, torch.tensor(data["labels"], device=device))
     loss.backward()

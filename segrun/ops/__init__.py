@@ -28,6 +28,8 @@ def backends() -> list[tuple[str, str, str, str]]:
                 rows.append((name, device, "torch", found.reason))
             elif chosen == "auto" and device == "cpu":
                 rows.append((name, device, "torch", "SEGRUN_OPS=auto runs PyTorch on the CPU (SEGRUN_OPS=ext: C++)"))
+            elif chosen == "auto" and device == "cuda" and name in extension.AUTO_SKIPS:
+                rows.append((name, device, "torch", extension.AUTO_SKIPS[name]))
             elif device == "cuda" and not found.cuda:
                 rows.append((name, device, "torch", f"the library has no CUDA kernels ({found.how})"))
             else:

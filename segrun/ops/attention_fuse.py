@@ -23,7 +23,7 @@ def attention_fuse(pred_hi: torch.Tensor, pred_lo: torch.Tensor, attn_lo: torch.
     Returns [N, C, H, W] in the inputs' dtype. Differentiable in all three inputs.
     """
     _check(pred_hi, pred_lo, attn_lo)
-    if extension.use_extension(pred_hi.device):
+    if extension.use_extension(pred_hi.device, "attention_fuse"):
         # One dtype for all three, as PyTorch's type promotion would give the fallback's result.
         dtype = torch.promote_types(torch.promote_types(pred_hi.dtype, pred_lo.dtype), attn_lo.dtype)
         return torch.ops.segrun.attention_fuse(pred_hi.to(dtype), pred_lo.to(dtype), attn_lo.to(dtype), align_corners)

@@ -16,7 +16,7 @@ def confusion_matrix(input: torch.Tensor, target: torch.Tensor, num_classes: int
     Returns int64 [num_classes, num_classes] on input's device: rows = target, columns = prediction.
     """
     _check(input, target, num_classes)
-    if extension.use_extension(input.device):
+    if extension.use_extension(input.device, "confusion_matrix"):
         return torch.ops.segrun.confusion_matrix(input.detach(), target, num_classes, ignore_index)
     return confusion_matrix_torch(input, target, num_classes, ignore_index)
 

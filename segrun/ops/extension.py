@@ -165,10 +165,17 @@ def loaded_without_building() -> Library | None:
     return _library
 
 
-def use_extension(device: torch.device) -> bool:
-    """Whether an op on tensors of `device` runs the library's kernel (see SEGRUN_OPS)."""
+# Ops whose kernel `auto` leaves unused on a GPU, and why: measured slower than the fallback.
+AUTO_SKIPS = {
+    "attention_fuse": "its kernel measured slower than PyTorch's eager fusion on an H100, forward and backward "
+                      "(benchmarks/results); SEGRUN_OPS=ext uses it, for its lower memory",
+}
+
+
+def use_extension(device: torch.device, op: str) -> bool:
+    """Whether `op` on tensors of `device` runs the library's kernel (see SEGRUN_OPS)."""
     chosen = mode()
-    if chosen == "torch" or (chosen == "auto" and device.type != "cuda"):
+    if chosen == "torch" or (chosen == "auto" and (device.type != "cuda" or op in AUTO_SKIPS)):
         return False
     found = library()
     if not found.loaded:

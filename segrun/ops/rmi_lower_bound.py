@@ -45,7 +45,7 @@ def rmi_lower_bound(labels: torch.Tensor, probs: torch.Tensor, radius: int = 3,
     """
     _check(labels, probs, radius)
     # The kernels are written for the study's radius 3; other radii run the PyTorch version.
-    if radius == 3 and extension.use_extension(probs.device):
+    if radius == 3 and extension.use_extension(probs.device, "rmi_lower_bound"):
         maps = probs if probs.dtype == torch.float64 else probs.float()
         half_log_det, _ = torch.ops.segrun.rmi_lower_bound_forward(labels.detach().to(maps.dtype), maps,
                                                                    positive_alpha)
