@@ -8,7 +8,12 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks import peers, timing
-from segrun.ops import attention_fuse_torch, confusion_matrix_torch, extension, rmi_lower_bound_torch
+from segrun.ops import (
+    attention_fuse_torch,
+    confusion_matrix_torch,
+    extension,
+    rmi_lower_bound_torch,
+)
 
 # (label, shape) per op, the targets' cases first. "study" are the sizes of the study; "tiny" runs in seconds on a CPU.
 SIZES = {
@@ -126,7 +131,7 @@ def run(device: str = "cuda", size: str = "study", repeats: int = 20, compile_pe
             for impl, fn in impls.items():
                 try:
                     rows[impl] = timing.measure(fn, device, repeats=repeats)
-                except (RuntimeError, torch.OutOfMemoryError) as error:  # noqa: PERF203 - report and go on
+                except (RuntimeError, torch.OutOfMemoryError) as error:
                     rows[impl] = {"error": str(error).splitlines()[0][:200]}
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
@@ -147,10 +152,10 @@ def run(device: str = "cuda", size: str = "study", repeats: int = 20, compile_pe
 def markdown(result: dict) -> str:
     lines = [f"# segrun bench ops: {result['device']}",
              "",
-             f"torch {result['torch']}, CUDA {result['cuda']}, segrun {result['segrun_commit']}, {result['date']}; "
-             f"median of {result['repeats']} timed repetitions after warm-up. Floor: the bytes the op must read "
-             f"and write once at the measured copy bandwidth ({result['copy_bandwidth_gb_s']:.0f} GB/s). "
-             f"Kernels: {result['library']}.",
+             (f"torch {result['torch']}, CUDA {result['cuda']}, segrun {result['segrun_commit']}, {result['date']}; "
+              f"median of {result['repeats']} timed repetitions after warm-up. Floor: the bytes the op must read "
+              f"and write once at the measured copy bandwidth ({result['copy_bandwidth_gb_s']:.0f} GB/s). "
+              f"Kernels: {result['library']}."),
              "",
              "| op | case | implementation | median ms | floor ms | x floor | speedup vs fallback | peak extra MiB |",
              "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]

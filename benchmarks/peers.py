@@ -29,5 +29,5 @@ def rmi_original(labels: torch.Tensor, probs: torch.Tensor, radius: int = 3, alp
 def attention_fuse_eager(pred_hi, pred_lo, attn_lo, align_corners=True):
     """Interpolate, multiply, add: the multi-scale fusion as the original model code writes it."""
     size = pred_hi.shape[-2:]
-    up = lambda t: F.interpolate(t, size=size, mode="bilinear", align_corners=align_corners)  # noqa: E731
+    up = lambda t: F.interpolate(t, size=size, mode="bilinear", align_corners=align_corners)
     return up(attn_lo * pred_lo) + (1 - up(attn_lo)) * pred_hi

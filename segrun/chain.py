@@ -8,6 +8,7 @@ from attrs import field, frozen
 
 from segrun import runner
 from segrun.errors import UserError
+from segrun.resolve import resolve
 from segrun.run_folder import RunFolder, planned_run_folder
 from segrun.spec import Spec, SpecError, dumps, load
 from segrun.spec.loader import load_section
@@ -74,6 +75,7 @@ def run_chain(chain_path: Path, runs_dir: Path, dry_run: bool = False, progress:
                 folders = []
                 continue
         spec = stage_spec(chain, chain_path, index, init)
+        spec = resolve(spec)  # the folder of the recipe this machine will run
         folder = planned_run_folder(spec, runs_dir)
         if dry_run:
             status = "done" if folder.finished else "interrupted, will resume" if folder.path.exists() else "to run"

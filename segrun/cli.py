@@ -160,7 +160,48 @@ def _parser() -> argparse.ArgumentParser:
     bench_ops.add_argument("--compile", type=_op_names, default="all", metavar="OPS",
                            help="ops measured under torch.compile too: all (default), none, or names, comma-separated")
     _bench_outputs(bench_ops)
+    bench_train = bench_commands.add_parser(
+        "train", help="training steps, peak memory and inference time per model, loss and recipe",
+        description="For each spec's model, each --losses entry and each --recipes entry, on synthetic batches: "
+                    "ms per training step, images/s, peak GPU memory, inference ms per image (the spec's "
+                    "[eval] scales for MS OCR) and parameters. Recipes: study (16-mixed, contiguous, kernels off), "
+                    "default (auto precision and memory format, kernels on), or PRECISION/FORMAT/on|off.")
+    bench_train.add_argument("specs", nargs="+", type=Path, metavar="SPEC")
+    bench_train.add_argument("--device", choices=["cuda", "cpu"], default=None, help="default: cuda if available")
+    bench_train.add_argument("--steps", type=int, default=20, help="timed training steps (default 20)")
+    bench_train.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
+    bench_train.add_argument("--losses", default=None, metavar="NAMES",
+                             help="comma-separated losses put on every output, e.g. wce,rmi (default: the spec's)")
+    bench_train.add_argument("--recipes", default="study,default", metavar="RECIPES",
+                             help="comma-separated recipes (default: study,default)")
+    bench_train.add_argument("--batch", type=int, default=6, help="images per step (default 6)")
+    bench_train.add_argument("--crop", type=_window, default=(512, 1024), metavar="HxW", help="default 512x1024")
+    bench_train.add_argument("--inference-size", type=_window, default=(1024, 2048), metavar="HxW",
+                             help="image size for the inference timing (default 1024x2048)")
+    bench_train.add_argument("--plot", type=Path, help="write the time-complexity figure as a PNG")
+    _bench_outputs(bench_train)
+    bench_data = bench_commands.add_parser(
+        "data", help="images per second the spec's training pipeline delivers, per worker count",
+        description="Write full-size synthetic scenes in the dataset's layout to a temporary folder, then time "
+                    "the spec's training pipeline (decode, transforms, collate) with each worker count.")
+    bench_data.add_argument("spec", type=Path)
+    bench_data.add_argument("--workers", type=_counts, default=(0, 1, 2), metavar="N,N",
+                            help="worker counts to measure, comma-separated (default 0,1,2)")
+    bench_data.add_argument("--images", type=int, default=16, help="distinct scenes to write (default 16)")
+    bench_data.add_argument("--samples", type=int, default=96, help="images drawn per measurement (default 96)")
+    bench_data.add_argument("--size", type=_window, default=(1024, 2048), metavar="HxW", help="default 1024x2048")
+    _bench_outputs(bench_data)
     return parser
+
+
+def _counts(text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        counts = ()
+    if not counts or min(counts) < 0:
+        raise argparse.ArgumentTypeError(f"expected comma-separated worker counts such as 0,1,4, got {text!r}")
+    return counts
 
 
 def _op_names(text: str) -> tuple[str, ...]:
@@ -235,7 +276,13 @@ def _eval(args) -> None:
 
 
 def _report(args) -> None:
-    from segrun.report import format_table, group_rows, load_results, write_csv, write_plot
+    from segrun.report import (
+        format_table,
+        group_rows,
+        load_results,
+        write_csv,
+        write_plot,
+    )
 
     results = load_results(args.runs)
     rows = group_rows(results)
@@ -321,28 +368,77 @@ def _doctor(args) -> None:
 
 
 def _bench(args) -> None:
-    import json
-
     import torch
 
-    for path in (args.json, args.md):
+    for path in (args.json, args.md, getattr(args, "plot", None)):
         if path is not None and path.exists():
-            raise UserError(f"{path}: already exists; give another --json/--md path")
+            raise UserError(f"{path}: already exists; give another --json/--md/--plot path")
+    if args.bench_command == "data":
+        _bench_data(args)
+        return
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device is available here (use --device cpu)")
+    if args.bench_command == "train":
+        _bench_train(args, device)
+        return
     from benchmarks import ops
 
-    def write(result):
-        for path, text in ((args.json, json.dumps(result, indent=1) + "\n"), (args.md, ops.markdown(result))):
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(text)
+    ops.run(device, args.size, args.repeats, compile_peers=args.compile,
+            after_case=lambda result: _write_results(args, result, ops.markdown))
+    _say_written(args.json, args.md)
 
-    ops.run(device, args.size, args.repeats, compile_peers=args.compile, after_case=write)
-    for path in (args.json, args.md):
+
+def _say_written(*paths) -> None:
+    for path in paths:
         if path is not None:
             print(f"{path}: written")
+
+
+def _write_results(args, result: dict, markdown) -> None:
+    import json
+
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    if args.md is not None:
+        args.md.parent.mkdir(parents=True, exist_ok=True)
+        args.md.write_text(markdown(result))
+
+
+def _bench_data(args) -> None:
+    from benchmarks import data
+    from segrun import spec
+
+    spec.load(args.spec)
+    _write_results(args, data.run(args.spec, args.workers, args.images, args.samples, args.size), data.markdown)
+    _say_written(args.json, args.md)
+
+
+def _bench_train(args, device: str) -> None:
+    from benchmarks import train
+    from segrun import losses, spec
+
+    loss_names = (None,)
+    if args.losses:
+        loss_names = tuple(name.strip() for name in args.losses.split(","))
+        unknown = [name for name in loss_names if name not in losses.LOSSES]
+        if unknown:
+            raise UserError(f"--losses: unknown loss {unknown[0]!r}; known: {', '.join(losses.LOSSES)}")
+    recipes = tuple(name.strip() for name in args.recipes.split(","))
+    for recipe in recipes:
+        try:
+            train.parse_recipe(recipe)
+        except ValueError as error:
+            raise UserError(f"--recipes: {error}") from None
+    for path in args.specs:
+        spec.load(path)  # every spec is checked before anything is measured
+
+    result = train.run(args.specs, device, args.steps, args.warmup, loss_names, recipes, args.batch, args.crop,
+                       args.inference_size, after_case=lambda result: _write_results(args, result, train.markdown))
+    if args.plot is not None:
+        train.plot(result, args.plot)
+    _say_written(args.json, args.md, args.plot)
 
 
 def main(argv=None) -> int:

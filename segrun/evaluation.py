@@ -9,6 +9,7 @@ import torch
 from segrun.data.datamodule import SegmentationDataModule
 from segrun.errors import UserError
 from segrun.metrics import format_iou_table
+from segrun.resolve import eval_precision
 from segrun.run_folder import RunFolder
 from segrun.runner import build_task
 from segrun.spec import loads
@@ -48,7 +49,7 @@ def evaluate(run_or_checkpoint: Path, scales=None, flip: bool | None = None, sli
         raise UserError(f"eval options: {error}") from None
     task = build_task(spec, load_weights=False)
     task.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"])
-    trainer = pl.Trainer(accelerator=spec.trainer.accelerator, devices=1, precision=spec.trainer.precision,
+    trainer = pl.Trainer(accelerator=spec.trainer.accelerator, devices=1, precision=eval_precision(spec.trainer),
                          logger=False, enable_checkpointing=False, enable_progress_bar=progress,
                          enable_model_summary=False)
     trainer.validate(task, datamodule=SegmentationDataModule(spec.data, spec.eval), verbose=False)

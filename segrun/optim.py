@@ -1,5 +1,5 @@
 """Optimizer and learning-rate schedule of a spec."""
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR

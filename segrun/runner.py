@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, OnExceptionCheckpoint, Timer
+from pytorch_lightning.callbacks import (
+    LearningRateMonitor,
+    ModelCheckpoint,
+    OnExceptionCheckpoint,
+    Timer,
+)
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from segrun import lineage, losses, models
@@ -17,24 +22,33 @@ from segrun.inference import predict
 from segrun.metrics import format_iou_table
 from segrun.models.weights import init_checkpoint, load_init, load_pretrained
 from segrun.optim import optimization
+from segrun.resolve import describe, resolve, resolve_trainer
 from segrun.run_folder import RunFolder, run_folder_for
 from segrun.spec import Spec, spec_hash
 from segrun.task import NonFiniteLoss, SegmentationTask
 
 
 def build_task(spec: Spec, load_weights: bool = True) -> SegmentationTask:
-    """The task of a spec; with load_weights, the model starts from model.pretrained and init."""
+    """The task of a spec; with load_weights, the model starts from model.pretrained and init.
+    The model is in the trainer's memory format (and compiled if asked)."""
+    trainer = resolve_trainer(spec.trainer)
     dataset = DATASETS[spec.data.dataset]
     model = models.create(spec.model.name, dataset.num_classes, **models.model_params(spec.model))
     if load_weights and spec.model.pretrained is not None:
         print(load_pretrained(model, Path(spec.model.pretrained)))
     if load_weights and spec.init is not None:
         print(load_init(model, Path(spec.init)))
+    channels_last = trainer.memory_format == "channels_last"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if trainer.compile:
+        model.compile()
     criteria = [losses.create(loss.name, dataset.num_classes, dataset.ignore_index, loss.class_weights,
                               **losses.loss_options(loss)) for loss in spec.loss]
     return SegmentationTask(model, criteria, [loss.weight for loss in spec.loss], dataset.num_classes,
                             dataset.class_names, dataset.ignore_index, optimization(spec.optimizer, spec.schedule),
-                            partial(predict, scales=spec.eval.scales, flip=spec.eval.flip, window=spec.eval.sliding))
+                            partial(predict, scales=spec.eval.scales, flip=spec.eval.flip, window=spec.eval.sliding),
+                            channels_last=channels_last)
 
 
 def build_trainer(spec: Spec, folder: RunFolder, progress: bool = True) -> pl.Trainer:
@@ -65,6 +79,9 @@ def build_trainer(spec: Spec, folder: RunFolder, progress: bool = True) -> pl.Tr
 def train(spec: Spec, runs_dir: Path, force: bool = False, progress: bool = True) -> RunFolder:
     """Train and validate the spec in its run folder, resuming an interrupted run; a finished
     run is left untouched (with `force`, a new folder is trained)."""
+    resolved = resolve(spec)
+    print(describe(spec, resolved))
+    spec = resolved
     folder = run_folder_for(spec, runs_dir, force)
     if folder.finished:
         print(f"{folder.path} already holds this finished run (metrics.json); use --force to train it again in a new folder")
@@ -107,6 +124,8 @@ def train(spec: Spec, runs_dir: Path, force: bool = False, progress: bool = True
             "train_seconds": round(train_seconds, 1),
             "validation_seconds_per_image": round(validation_seconds / max(len(datamodule.val_set), 1), 4),
             "peak_gpu_memory_gb": lineage.peak_gpu_memory_gb(),
+            "trainer": {"precision": spec.trainer.precision, "memory_format": spec.trainer.memory_format,
+                        "compile": spec.trainer.compile},
         }
         folder.write_metrics(metrics)
         print(f"\nbest checkpoint, epoch {metrics['epoch']} (step {metrics['step']}):\n{format_iou_table(metrics)}")

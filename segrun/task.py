@@ -1,6 +1,6 @@
 """The LightningModule: a model, its per-output losses, mIoU on validation. Everything it
 needs is built from the spec elsewhere (segrun.runner) and handed in."""
-from typing import Callable
+from collections.abc import Callable
 
 import pytorch_lightning as pl
 import torch
@@ -18,8 +18,9 @@ class NonFiniteLoss(RuntimeError):
 class SegmentationTask(pl.LightningModule):
     def __init__(self, model: nn.Module, losses: list[nn.Module], loss_weights: list[float], num_classes: int,
                  class_names, ignore_index: int, configure_optimization: Callable[..., dict],
-                 predict: Callable[[nn.Module, torch.Tensor], torch.Tensor]):
+                 predict: Callable[[nn.Module, torch.Tensor], torch.Tensor], channels_last: bool = False):
         super().__init__()
+        self.channels_last = channels_last  # batches follow the model's memory format
         self.model = model
         self.predict = predict  # (model, images) -> probabilities, with the spec's test-time options
         self.losses = nn.ModuleList(losses)  # losses[i] applies to the model's output i
@@ -29,12 +30,15 @@ class SegmentationTask(pl.LightningModule):
         self.configure_optimization = configure_optimization
         self.last_val_scores: dict | None = None  # JSON form of the latest validation
 
+    def _in_layout(self, images: torch.Tensor) -> torch.Tensor:
+        return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
+
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         return self.model(images)
 
     def training_step(self, batch, batch_index: int) -> torch.Tensor:
         images, target = batch
-        outputs = self.model(images)
+        outputs = self.model(self._in_layout(images))
         loss = sum(weight * criterion(output, target)
                    for weight, criterion, output in zip(self.loss_weights, self.losses, outputs))
         if not torch.isfinite(loss):
@@ -47,7 +51,7 @@ class SegmentationTask(pl.LightningModule):
 
     def validation_step(self, batch, batch_index: int) -> None:
         images, target = batch
-        self.val_iou.update(self.predict(self.model, images), target)
+        self.val_iou.update(self.predict(self.model, self._in_layout(images)), target)
 
     def on_validation_epoch_end(self) -> None:
         scores = self.val_iou.compute()

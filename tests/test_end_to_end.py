@@ -7,9 +7,8 @@ import torch
 
 from segrun import runner, spec
 from segrun.cli import main
+from segrun.resolve import resolve
 from segrun.task import SegmentationTask
-
-
 
 
 @pytest.fixture
@@ -25,8 +24,8 @@ def logged_losses(folder, version=0):
 def test_training_writes_a_complete_run_folder_and_the_loss_falls(tiny, tmp_path, capsys):
     assert main([str(tiny), "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
     loaded = spec.load(tiny)
-    folder = tmp_path / "runs" / f"tiny-{spec.spec_hash(loaded)}"
-    assert spec.loads((folder / "spec.toml").read_text()) == loaded
+    folder = tmp_path / "runs" / f"tiny-{spec.spec_hash(resolve(loaded))}"
+    assert spec.loads((folder / "spec.toml").read_text()) == resolve(loaded)  # "auto" resolved for this machine
     assert (folder / "checkpoints" / "last.ckpt").is_file()
     assert list((folder / "checkpoints").glob("best-epoch=*.ckpt"))
     assert list((folder / "logs" / "tensorboard").rglob("events.out.tfevents.*"))
@@ -47,7 +46,7 @@ def test_training_writes_a_complete_run_folder_and_the_loss_falls(tiny, tmp_path
     assert (folder / "metrics.json").stat().st_mtime == finished_at
     assert main([str(tiny), "trainer.max_steps=2", "--runs", str(tmp_path / "runs"), "--no-progress", "--force"]) == 0
     forced = spec.load(tiny, ["trainer.max_steps=2"])
-    assert (tmp_path / "runs" / f"tiny-{spec.spec_hash(forced)}" / "metrics.json").is_file()
+    assert (tmp_path / "runs" / f"tiny-{spec.spec_hash(resolve(forced))}" / "metrics.json").is_file()
 
 
 def test_an_interrupted_run_resumes_where_it_stopped(tiny, tmp_path, monkeypatch):
@@ -63,7 +62,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(tiny, tmp_path, monkeypatch
     with pytest.raises((KeyboardInterrupt, SystemExit)):
         runner.train(loaded, tmp_path / "runs", progress=False)
     monkeypatch.setattr(SegmentationTask, "training_step", real_step)
-    folder = runner.run_folder_for(loaded, tmp_path / "runs")
+    folder = runner.run_folder_for(resolve(loaded), tmp_path / "runs")
     assert not folder.finished and (folder.checkpoints / "interrupted.ckpt").is_file()
 
     runner.train(loaded, tmp_path / "runs", progress=False)
@@ -85,7 +84,7 @@ def test_each_model_trains_a_few_steps_and_evaluates(name, tmp_path, tiny_spec, 
     path = tiny_spec(STUDY_LOSSES[outputs])
     overrides = [f"model.name={name}", "trainer.max_steps=2", "eval.scales=[0.5, 1.0]"]
     assert main([str(path), *overrides, "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
-    folder = tmp_path / "runs" / f"tiny-{spec.spec_hash(spec.load(path, overrides))}"
+    folder = tmp_path / "runs" / f"tiny-{spec.spec_hash(resolve(spec.load(path, overrides)))}"
     assert (folder / "metrics.json").is_file()
 
     assert main(["eval", str(folder), "--scales", "1.0,0.75", "--flip", "--sliding", "48x64", "--no-progress"]) == 0
@@ -99,7 +98,7 @@ def test_rmi_training_in_bf16_mixed_precision(tmp_path, tiny_spec):
     path = tiny_spec()
     overrides = ['loss=[{name = "rmi"}]', 'trainer.precision="bf16-mixed"', "trainer.max_steps=3"]
     assert main([str(path), *overrides, "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
-    folder = runner.RunFolder(tmp_path / "runs" / f"tiny-{spec.spec_hash(spec.load(path, overrides))}")
+    folder = runner.RunFolder(tmp_path / "runs" / f"tiny-{spec.spec_hash(resolve(spec.load(path, overrides)))}")
     losses = [loss for _, loss in logged_losses(folder)]
     assert len(losses) == 3 and all(loss == loss and abs(loss) < 1e6 for loss in losses)
 

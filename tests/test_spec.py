@@ -13,7 +13,7 @@ def test_minimal_spec_gets_defaults(write_spec, minimal_spec):
     assert loaded.name == "tiny"
     assert loaded.model.name == "hrnet" and loaded.model.backbone == "hrnet_w48"
     assert [loss.name for loss in loaded.loss] == ["ce"]
-    assert loaded.trainer.precision == "32"
+    assert loaded.trainer.precision == "auto" and loaded.trainer.memory_format == "auto"
 
 
 @pytest.mark.parametrize("path", sorted(p for p in (REPO / "specs").glob("*.toml") if not p.name.endswith("_chain.toml")),
@@ -101,7 +101,7 @@ ERROR_CASES = {
     "bool is not int": ("[trainer]\nepochs = true\n", [], r"trainer\.epochs: expected an integer, got True"),
     "out of range": ("[trainer]\nepochs = 0\n", [], r"spec\.toml: trainer\.epochs: expected a number >= 1, got 0"),
     "negative lr": ("[optimizer]\nlr = -0.1\n", [], r"optimizer\.lr: expected a number > 0\.0"),
-    "literal": ('[trainer]\nprecision = "16-mix"\n', [], r"trainer\.precision: expected one of '32', '16-mixed', 'bf16-mixed', got '16-mix'; did you mean 16-mixed\?"),
+    "literal": ('[trainer]\nprecision = "16-mix"\n', [], r"trainer\.precision: expected one of 'auto', '32', '16-mixed', 'bf16-mixed', got '16-mix'; did you mean 16-mixed\?"),
     "unknown model": ('[model]\nname = "hrnet_ocrr"\n', [], r"spec\.toml: model\.name: unknown model 'hrnet_ocrr'; did you mean hrnet_ocr\?"),
     "unknown backbone": ('[model]\nbackbone = "hrnet-w48"\n', [], r"model\.backbone: unknown backbone 'hrnet-w48'; did you mean hrnet_w48\? \(known: hrnet_w18,"),
     "unknown loss": ('[[loss]]\nname = "cee"\n', [], r"spec\.toml: loss\.0\.name: unknown loss 'cee'; did you mean ce\?"),

@@ -15,6 +15,7 @@ from segrun import runner, spec
 from segrun.cli import main
 from segrun.errors import UserError
 from segrun.losses.cross_entropy import CrossEntropy
+from segrun.resolve import resolve
 from segrun.sweep import split_values, sweep_members
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,7 +100,7 @@ def test_metrics_json_records_lineage(tiny, tmp_path):
     wall = time.monotonic() - started
     metrics = json.loads(folder.metrics_file.read_text())
     assert 0 < metrics["train_seconds"] <= wall
-    assert metrics["spec_hash"] == spec.spec_hash(spec.load(tiny)) and metrics["init"] is None
+    assert metrics["spec_hash"] == spec.spec_hash(resolve(spec.load(tiny))) and metrics["init"] is None
     assert metrics["packages"]["torch"] and metrics["packages"]["segrun"]
     assert metrics["devices"] and metrics["train_seconds"] > 0 and metrics["validation_seconds_per_image"] > 0
     assert "segrun_commit" in metrics and "peak_gpu_memory_gb" in metrics
@@ -119,7 +120,7 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny, tmp_
     loaded = spec.load(tiny, ["trainer.epochs=2"])
     with pytest.raises(UserError, match=r"the training loss became nan at step 2 \(epoch 1\); the last good checkpoint is checkpoints/last\.ckpt"):
         runner.train(loaded, tmp_path / "runs", progress=False)
-    folder = runner.run_folder_for(loaded, tmp_path / "runs")
+    folder = runner.run_folder_for(resolve(loaded), tmp_path / "runs")
     state = torch.load(folder.checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
     assert state["global_step"] == 2 and all(torch.isfinite(t).all() for t in state["state_dict"].values() if t.is_floating_point())
     assert not folder.finished

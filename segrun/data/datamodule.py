@@ -1,8 +1,15 @@
 """The LightningDataModule of a spec: train and val datasets with their pipelines."""
+import os
+
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, SequentialSampler
+from torch.utils.data import (
+    DataLoader,
+    DistributedSampler,
+    RandomSampler,
+    SequentialSampler,
+)
 
 from segrun.data import DATASETS, resolve_root
 from segrun.data.sampling import epoch_indices, total_optimizer_steps
@@ -20,6 +27,16 @@ def ensure_dataset(data: DataSpec, progress: bool = True) -> None:
     size = data.synthetic
     dataset_class.synthesize(root, size.train_images, size.val_images, size.height, size.width, size.seed, progress=progress)
     dataset_class.prepare(root, progress=progress)
+
+
+def loader_workers(num_workers: int | str) -> int:
+    """data.num_workers, with "auto" as the CPU cores this process may use divided among the
+    GPUs of this machine (processes under DDP), less one for the training loop, at most 8."""
+    if num_workers != "auto":
+        return int(num_workers)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    processes = max(1, torch.cuda.device_count())
+    return max(0, min(8, cores // processes - 1))
 
 
 class SegmentationDataModule(pl.LightningDataModule):
@@ -40,9 +57,11 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.val_set = self.dataset_class(self.root, "val", build_pipeline(self.data.val_pipeline))
 
     def _loader(self, dataset, batch_size: int, sampler, drop_last: bool) -> DataLoader:
-        workers = self.data.num_workers
+        workers = loader_workers(self.data.num_workers)
+        # Each worker assembles whole batches; two in flight per worker keep a step's batch ready.
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=workers,
-                          pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
+                          pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
+                          prefetch_factor=2 if workers > 0 else None)
 
     def train_dataloader(self) -> DataLoader:
         if self.data.coarse_schedule == "linear_decay":

@@ -87,7 +87,9 @@ def _first_error_line(message: str) -> str:
 
 def _register_python_parts() -> None:
     """Fake (meta) implementations, autograd formulas and autocast rules of the ops."""
-    from segrun.ops import registrations  # needs the ops defined, so imported only after loading
+    from segrun.ops import (
+        registrations,  # needs the ops defined, so imported only after loading
+    )
 
     registrations.register()
 

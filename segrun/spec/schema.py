@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 import attrs
 from attrs import field, frozen
 
 from segrun.errors import did_you_mean
-
 
 # ---- validators: each raises ValueError("expected ...") -------------------------------------
 
@@ -77,6 +77,12 @@ def devices_value(_instance, _attribute, value):
     raise ValueError(f'expected "auto", -1 (all) or a positive number of devices, got {value!r}')
 
 
+def workers_value(_instance, _attribute, value):
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return
+    raise ValueError(f'expected "auto" or a number of workers >= 0, got {value!r}')
+
+
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
@@ -119,7 +125,8 @@ class DataSpec:
     root: str  # dataset folder; a relative path is taken under $SEGRUN_DATA (default ./data)
     dataset: str = field(default="cityscapes", validator=registered_in("segrun.data", "DATASETS", "dataset"))
     batch_size: int = field(default=2, validator=at_least(1))  # per device
-    num_workers: int = field(default=2, validator=at_least(0))
+    # DataLoader workers per device; "auto": the CPU cores per device, at most 8 (segrun.data.datamodule)
+    num_workers: int | Literal["auto"] = field(default="auto", validator=workers_value)
     train_pipeline: tuple[TransformStep, ...] = ()  # albumentations transforms, in order
     val_pipeline: tuple[TransformStep, ...] = ()
     synthetic: SyntheticData | None = None
@@ -188,11 +195,16 @@ class ScheduleSpec:
 
 @frozen
 class TrainerSpec:
-    """Passed through to Lightning's Trainer."""
+    """Passed through to Lightning's Trainer, but memory_format and compile, which segrun applies
+    to the model and batches; "auto" values are resolved per machine (segrun.resolve)."""
 
     epochs: int = field(default=1, validator=at_least(1))
     max_steps: int = field(default=-1, validator=at_least(-1))  # -1: run all epochs
-    precision: Literal["32", "16-mixed", "bf16-mixed"] = "32"
+    # auto: bf16-mixed on CUDA GPUs with bf16 (16-mixed on older ones), 32 on the CPU.
+    precision: Literal["auto", "32", "16-mixed", "bf16-mixed"] = "auto"
+    # auto: channels_last on CUDA GPUs, contiguous on the CPU.
+    memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"
+    compile: bool = False  # torch.compile the model (nn.Module.compile: checkpoints keep their keys)
     accelerator: Literal["auto", "cpu", "gpu", "cuda"] = "auto"
     devices: int | str = field(default="auto", validator=devices_value)
     num_nodes: int = field(default=1, validator=at_least(1))
