@@ -15,7 +15,9 @@ from segrun.data.transforms import build_pipeline
 
 
 def images_per_second(dataset, batch_size: int, workers: int, samples: int) -> float:
-    """Throughput after the first batch (which pays for starting the workers)."""
+    """Throughput after the first batch (which pays for starting the workers); at least two
+    batches are timed."""
+    samples = max(samples, 3 * batch_size)
     sampler = RandomSampler(dataset, replacement=True, num_samples=samples, generator=torch.Generator().manual_seed(0))
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, drop_last=True,
                         prefetch_factor=2 if workers > 0 else None)

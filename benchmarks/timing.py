@@ -65,9 +65,9 @@ def segrun_commit() -> str:
     if os.environ.get("SEGRUN_COMMIT"):
         return os.environ["SEGRUN_COMMIT"]
     try:
-        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True, timeout=10,
                                 cwd=Path(__file__).resolve().parent)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], check=False, capture_output=True,
                                text=True, timeout=10, cwd=Path(__file__).resolve().parent).stdout.strip()
         return result.stdout.strip() + ("+changes" if dirty else "") if result.returncode == 0 else "unknown"
     except (OSError, subprocess.SubprocessError):

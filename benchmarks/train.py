@@ -130,9 +130,6 @@ def measure_one(loaded: spec.Spec, loss_name: str | None, recipe: Recipe, device
         infer()
         _sync(device)
         times.append((time.perf_counter() - started) * 1e3)
-    del model, optimizer
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
     return {"model": loaded.model.name, "backbone": loaded.model.backbone, "spec": loaded.name,
             "loss": loss_name or "+".join(t.name for t in loaded.loss), "recipe": recipe.name,
             "precision": trainer.precision, "memory_format": trainer.memory_format, "kernels": recipe.kernels,
@@ -156,6 +153,8 @@ def run(spec_paths, device: str = "cuda", steps: int = 20, warmup: int = 3, loss
                 for recipe in (parse_recipe(r) for r in recipes):
                     row = measure_one(loaded, loss_name, recipe, device, batch, tuple(crop), tuple(inference_size),
                                       steps, warmup)
+                    if device.type == "cuda":
+                        torch.cuda.empty_cache()  # the measured model is gone; start the next one clean
                     result["train"].append(row)
                     memory = "" if row["peak_mem_gb"] is None else f", peak {row['peak_mem_gb']:.1f} GB"
                     progress(f"  {row['model']:<16} {row['loss']:<10} {recipe.name:<22} {row['ms_per_step']:9.1f} ms/step "
@@ -173,8 +172,8 @@ def markdown(result: dict) -> str:
     lines = [f"# segrun bench train: {result['device']}", "",
              (f"torch {result['torch']}, CUDA {result['cuda']}, segrun {result['segrun_commit']}, {result['date']}; "
               f"{result['steps']} timed steps after {result['warmup']} warm-up steps on synthetic batches."), "",
-             "| model | loss | recipe | precision | format | kernels | batch | ms/step | images/s | peak GB "
-             "| inference ms/image | params |",
+             ("| model | loss | recipe | precision | format | kernels | batch | ms/step | images/s | peak GB "
+              "| inference ms/image | params |"),
              "| --- | --- | --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for row in result["train"]:
         memory = "" if row["peak_mem_gb"] is None else f"{row['peak_mem_gb']:.2f}"

@@ -1,0 +1,62 @@
+"""The benchmark commands at tiny sizes on the CPU: they run, and their JSON has the promised shape."""
+import json
+
+import pytest
+
+from segrun.cli import main
+
+HEADER = {"device", "torch", "cuda", "segrun_commit", "date"}
+
+
+def test_bench_ops_tiny_on_cpu(tmp_path, capsys):
+    out = tmp_path / "ops.json"
+    assert main(["bench", "ops", "--device", "cpu", "--size", "tiny", "--repeats", "2", "--compile", "none",
+                 "--json", str(out), "--md", str(tmp_path / "ops.md")]) == 0
+    result = json.loads(out.read_text())
+    assert HEADER <= set(result) and result["copy_bandwidth_gb_s"] > 0
+    rows = result["ops"]
+    assert {row["op"] for row in rows} == {"confusion_matrix", "rmi_lower_bound", "attention_fuse"}
+    impls = {(row["op"], row["impl"]) for row in rows}
+    assert {("confusion_matrix", "torchmetrics"), ("rmi_lower_bound", "original"), ("attention_fuse", "eager")} <= impls
+    for row in rows:
+        assert row["median_ms"] > 0 and row["floor_ms"] > 0 and row["ratio_to_floor"] == pytest.approx(
+            row["median_ms"] / row["floor_ms"])
+    assert "| op | case |" in (tmp_path / "ops.md").read_text()
+
+
+def test_bench_train_tiny_on_cpu(tmp_path):
+    out, plot = tmp_path / "train.json", tmp_path / "train.png"
+    assert main(["bench", "train", "specs/quickstart.toml", "--device", "cpu", "--steps", "1", "--warmup", "1",
+                 "--losses", "ce,rmi", "--recipes", "32/contiguous/off,default", "--batch", "2", "--crop", "64x64",
+                 "--inference-size", "64x64", "--json", str(out), "--plot", str(plot)]) == 0
+    result = json.loads(out.read_text())
+    assert HEADER <= set(result)
+    rows = result["train"]
+    assert [(row["loss"], row["recipe"]) for row in rows] == [
+        ("ce", "32/contiguous/off"), ("ce", "default"), ("rmi", "32/contiguous/off"), ("rmi", "default")]
+    for row in rows:
+        assert {"model", "loss", "recipe", "batch", "ms_per_step", "images_per_s", "peak_mem_gb"} <= set(row)
+        assert row["batch"] == [2, 3, 64, 64] and row["ms_per_step"] > 0 and row["params"] > 0
+        assert row["precision"] == "32" and row["memory_format"] == "contiguous"  # "default" on a CPU
+    assert plot.stat().st_size > 0
+
+
+def test_bench_train_refuses_the_study_recipe_on_a_cpu(capsys):
+    assert main(["bench", "train", "specs/quickstart.toml", "--device", "cpu", "--recipes", "study"]) == 2
+    assert 'recipe study.precision = "16-mixed" on the CPU' in capsys.readouterr().err
+
+
+def test_bench_data_tiny(tmp_path):
+    out = tmp_path / "data.json"
+    assert main(["bench", "data", "specs/quickstart.toml", "--workers", "0,1", "--images", "2", "--samples", "8",
+                 "--size", "64x128", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert HEADER <= set(result) and [row["workers"] for row in result["data"]] == [0, 1]
+    assert all(row["images_per_s"] > 0 for row in result["data"])
+
+
+def test_bench_never_replaces_a_file(tmp_path, capsys):
+    out = tmp_path / "ops.json"
+    out.write_text("mine")
+    assert main(["bench", "ops", "--device", "cpu", "--json", str(out)]) == 2
+    assert out.read_text() == "mine" and "already exists" in capsys.readouterr().err
