@@ -19,9 +19,6 @@
 namespace segrun {
 namespace {
 
-template <typename scalar_t> struct Accumulate { using type = float; };
-template <> struct Accumulate<double> { using type = double; };
-
 Dtype dtype_of(const at::Tensor& tensor) {
   switch (tensor.scalar_type()) {
     case at::kFloat: return Dtype::Float32;

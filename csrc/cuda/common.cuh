@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 
 #include "segrun/kernels.h"
+#include "segrun/math.h"
 
 namespace segrun {
 
@@ -37,9 +38,5 @@ const char* dispatch_floating(Dtype dtype, F&& f) {
   }
   return "unsupported dtype";
 }
-
-// float arithmetic for float, half and bfloat16; double for double.
-template <typename scalar_t> struct Accumulate { using type = float; };
-template <> struct Accumulate<double> { using type = double; };
 
 }  // namespace segrun

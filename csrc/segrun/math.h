@@ -14,6 +14,10 @@
 
 namespace segrun {
 
+// The arithmetic type of an element type: float for float, half and bfloat16; double for double.
+template <typename scalar_t> struct Accumulate { using type = float; };
+template <> struct Accumulate<double> { using type = double; };
+
 // ---------------------------------------------------------------------------------------------
 // Bilinear resizing, as torch.nn.functional.interpolate(mode="bilinear") computes it for an
 // explicit output size: source = scale * dst (align_corners) or scale * (dst + 0.5) - 0.5
