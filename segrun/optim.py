@@ -1,5 +1,5 @@
 """Optimizer and learning-rate schedule of a spec."""
-from collections.abc import Callable
+from typing import Callable
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR

@@ -3,7 +3,6 @@ from pathlib import Path
 
 import pytest
 
-
 def reference_dir() -> Path:
     """../shared/reference beside the checkout (SEGRUN_REFERENCE overrides)."""
     repo = Path(__file__).resolve().parents[1]

@@ -2,12 +2,7 @@ import math
 
 import torch
 
-from segrun.metrics import (
-    MeanIoU,
-    format_iou_table,
-    scores_as_json,
-    scores_from_confusion,
-)
+from segrun.metrics import MeanIoU, format_iou_table, scores_as_json, scores_from_confusion
 
 
 def test_cityscapes_convention_for_absent_classes():

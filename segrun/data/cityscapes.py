@@ -11,11 +11,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from segrun.data import synthetic_cityscapes
-from segrun.data.cityscapes_labels import (
-    LABEL_ID_TO_TRAIN_ID,
-    PALETTE,
-    TRAIN_CLASS_NAMES,
-)
+from segrun.data.cityscapes_labels import LABEL_ID_TO_TRAIN_ID, PALETTE, TRAIN_CLASS_NAMES
 from segrun.data.image_io import read_label, write_image
 from segrun.data.labelled_images import LabelledImages
 from segrun.errors import DatasetError

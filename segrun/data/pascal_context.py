@@ -18,13 +18,7 @@ from tqdm import tqdm
 from segrun.data import synthetic_pascal_context
 from segrun.data.image_io import write_atomically, write_image
 from segrun.data.labelled_images import LabelledImages
-from segrun.data.pascal_context_labels import (
-    CLASS_NAMES_59,
-    CLASS_NAMES_60,
-    FULL_TO_60,
-    context60_to_59,
-    voc_palette,
-)
+from segrun.data.pascal_context_labels import CLASS_NAMES_59, CLASS_NAMES_60, FULL_TO_60, context60_to_59, voc_palette
 from segrun.errors import DatasetError
 
 DEVKIT_DOWNLOAD = "VOCtrainval_03-May-2010.tar from the PASCAL VOC 2010 site"

@@ -5,9 +5,9 @@ import re
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")  # no network check at import
 
-import albumentations as A
+import albumentations as A  # noqa: E402
 
-from segrun.errors import closest
+from segrun.errors import closest  # noqa: E402
 
 
 class PipelineError(ValueError):

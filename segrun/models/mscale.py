@@ -11,8 +11,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from segrun.models.hrnet import concat_branches, create_backbone, resize
-from segrun.models.ocr import OCRHead
 from segrun.ops import attention_fuse
+from segrun.models.ocr import OCRHead
 
 TRAIN_LOW_SCALE = 0.5
 
