@@ -53,6 +53,8 @@ def confusion_cases(device, shape, use_kernel, compile_peer):
                                                                  validate_args=False)}
     if use_kernel:
         impls["kernel"] = lambda: torch.ops.segrun.confusion_matrix(logits, target, c, 255)
+        logits_cl = logits.contiguous(memory_format=torch.channels_last)  # read in place, no conversion
+        impls["kernel, channels_last logits"] = lambda: torch.ops.segrun.confusion_matrix(logits_cl, target, c, 255)
     if compile_peer:
         compiled = torch.compile(confusion_matrix_torch)
         impls["compiled fallback"] = lambda: compiled(logits, target, c)
@@ -81,6 +83,11 @@ def rmi_cases(device, shape, pooling, use_kernel, compile_peer):
         def kernel(labels, probs):
             return torch.ops.segrun.rmi_lower_bound_forward(labels, probs, peers.RMI_ALPHA)[0].mean(0) / 9
         impls["kernel"] = forward_backward(kernel)
+
+        def kernel_from_channels_last(labels, probs):  # the op converts such maps at its boundary
+            return kernel(labels.contiguous(memory_format=torch.channels_last),
+                          probs.contiguous(memory_format=torch.channels_last))
+        impls["kernel, channels_last maps"] = forward_backward(kernel_from_channels_last)
     if compile_peer:
         impls["compiled fallback"] = forward_backward(torch.compile(rmi_lower_bound_torch))
     # Read both maps forward, both again and write the gradient backward.

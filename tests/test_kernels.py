@@ -129,7 +129,8 @@ def rmi_maps(draw):
     if draw(st.booleans()):  # near-perfect predictions: the conditional covariance nearly vanishes
         probs = 0.98 * labels + 0.01
     dtype = draw(st.sampled_from([torch.float32, torch.float64]))
-    return labels.to(dtype), probs.to(dtype)
+    layout = draw(st.sampled_from([torch.contiguous_format, torch.channels_last]))
+    return labels.to(dtype).contiguous(memory_format=layout), probs.to(dtype).contiguous(memory_format=layout)
 
 
 @pytest.mark.parametrize("device", DEVICES)
