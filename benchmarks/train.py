@@ -133,11 +133,11 @@ def measure_one(loaded: spec.Spec, loss_name: str | None, recipe: Recipe, device
     return {"model": loaded.model.name, "backbone": loaded.model.backbone, "spec": loaded.name,
             "loss": loss_name or "+".join(t.name for t in loaded.loss), "recipe": recipe.name,
             "precision": trainer.precision, "memory_format": trainer.memory_format, "kernels": recipe.kernels,
-            "batch": [batch, 3, *crop], "ms_per_step": ms_per_step, "images_per_s": batch / ms_per_step * 1e3,
+            "batch": [batch, 3, *crop], "steps": steps, "warmup": warmup, "ms_per_step": ms_per_step,
+            "images_per_s": batch / ms_per_step * 1e3,
             "peak_mem_gb": peak_mem_gb, "inference_ms_per_image": statistics.median(times),
             "inference_size": list(inference_size), "inference_scales": list(scales),
-            "params": sum(p.numel() for p in models.create(loaded.model.name, num_classes,
-                                                           **models.model_params(loaded.model)).parameters())}
+            "params": sum(p.numel() for p in model.parameters())}
 
 
 def run(spec_paths, device: str = "cuda", steps: int = 20, warmup: int = 3, loss_names=(None,),

@@ -121,7 +121,7 @@ def test_bf16_training_tracks_float32(tmp_path, tiny_spec):
     assert len(curve16) == len(curve32) >= 10
     gaps = [abs(a - b) / max(abs(a), 1e-3) for a, b in zip(curve32, curve16)]
     # bf16 keeps 8 bits of mantissa and CPU thread scheduling changes the rounding from run to run:
-    # over 5 runs the worst step differed by 6-11% and the mean by 3-5%.
+    # over 3 runs the worst step differed by 6-11% and the mean by 3-5%.
     assert max(gaps) < 0.3 and sum(gaps) / len(gaps) < 0.1, gaps
     assert abs(metrics16["mIoU"] - metrics32["mIoU"]) < 0.05, (metrics16["mIoU"], metrics32["mIoU"])
 

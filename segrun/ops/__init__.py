@@ -15,26 +15,15 @@ TORCH_OPS = {"confusion_matrix": confusion_matrix_torch, "rmi_lower_bound": rmi_
 
 def backends() -> list[tuple[str, str, str, str]]:
     """(op, device, implementation, why) for every op and device of this machine, as `segrun
-    doctor` prints it. Loads (and if need be builds) the library unless SEGRUN_OPS=torch."""
+    doctor` prints it."""
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    chosen = extension.mode()
-    found = extension.library() if chosen != "torch" else None
     rows = []
     for name in OPS:
         for device in devices:
-            if chosen == "torch":
-                rows.append((name, device, "torch", "SEGRUN_OPS=torch"))
-            elif not found.loaded:
-                rows.append((name, device, "torch", found.reason))
-            elif chosen == "auto" and device == "cpu":
-                rows.append((name, device, "torch", "SEGRUN_OPS=auto runs PyTorch on the CPU (SEGRUN_OPS=ext: C++)"))
-            elif chosen == "auto" and device == "cuda" and name in extension.AUTO_SKIPS:
-                rows.append((name, device, "torch", extension.AUTO_SKIPS[name]))
-            elif device == "cuda" and not found.cuda:
-                rows.append((name, device, "torch", f"the library has no CUDA kernels ({found.how})"))
-            else:
-                note = " (radius 3; other radii run PyTorch)" if name == "rmi_lower_bound" else ""
-                rows.append((name, device, "C++" if device == "cpu" else "CUDA", found.how + note))
+            use, reason = extension.choice(name, device)
+            if use and name == "rmi_lower_bound":
+                reason += " (radius 3; other radii run PyTorch)"
+            rows.append((name, device, ("C++" if device == "cpu" else "CUDA") if use else "torch", reason))
     return rows
 
 

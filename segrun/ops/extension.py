@@ -19,8 +19,6 @@ import torch
 MODES = ("auto", "ext", "torch")
 CSRC = Path(__file__).resolve().parents[2] / "csrc"
 DEFAULT_ARCH_LIST = "8.0;8.6;9.0+PTX"
-OP_NAMES = ("confusion_matrix", "rmi_lower_bound_forward", "rmi_lower_bound_backward", "attention_fuse",
-            "attention_fuse_backward")
 
 
 class ExtensionError(RuntimeError):
@@ -162,11 +160,6 @@ def library() -> Library:
         return _library
 
 
-def loaded_without_building() -> Library | None:
-    """The library if this process has already loaded it, without triggering a build."""
-    return _library
-
-
 # Ops whose kernel `auto` leaves unused on a GPU, and why: measured slower than the fallback.
 AUTO_SKIPS = {
     "attention_fuse": "its kernel measured slower than PyTorch's eager fusion on an H100, forward and backward "
@@ -174,18 +167,30 @@ AUTO_SKIPS = {
 }
 
 
-def use_extension(device: torch.device, op: str) -> bool:
-    """Whether `op` on tensors of `device` runs the library's kernel (see SEGRUN_OPS)."""
+def choice(op: str, device_type: str) -> tuple[bool, str]:
+    """Whether `op` on tensors of `device_type` runs the library's implementation, and why (as
+    `segrun doctor` prints it). Loads the library when the answer depends on it."""
     chosen = mode()
-    if chosen == "torch" or (chosen == "auto" and (device.type != "cuda" or op in AUTO_SKIPS)):
-        return False
+    if chosen == "torch":
+        return False, "SEGRUN_OPS=torch"
+    if chosen == "auto" and device_type != "cuda":
+        return False, "SEGRUN_OPS=auto runs PyTorch on the CPU (SEGRUN_OPS=ext: C++)"
+    if chosen == "auto" and op in AUTO_SKIPS:
+        return False, AUTO_SKIPS[op]
+    if device_type not in ("cpu", "cuda"):
+        return False, f"the library has no implementation for {device_type} tensors"
     found = library()
     if not found.loaded:
-        if chosen == "ext":
-            raise ExtensionError(f"SEGRUN_OPS=ext, but segrun's C++/CUDA ops could not be loaded: {found.reason}")
-        return False
-    if device.type == "cuda" and not found.cuda:
-        if chosen == "ext":
-            raise ExtensionError("SEGRUN_OPS=ext, but the loaded library has no CUDA kernels: " + found.how)
-        return False
-    return device.type in ("cuda", "cpu")
+        return False, found.reason
+    if device_type == "cuda" and not found.cuda:
+        return False, f"the library has no CUDA kernels ({found.how})"
+    return True, found.how
+
+
+def use_extension(device: torch.device, op: str) -> bool:
+    """Whether `op` on tensors of `device` runs the library's kernel (see SEGRUN_OPS); with
+    SEGRUN_OPS=ext, a library that cannot run there is an error."""
+    use, reason = choice(op, device.type)
+    if not use and mode() == "ext":
+        raise ExtensionError(f"SEGRUN_OPS=ext, but segrun's C++/CUDA {op} cannot run on {device.type}: {reason}")
+    return use
