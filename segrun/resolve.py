@@ -15,11 +15,18 @@ def training_device(trainer: TrainerSpec) -> str:
     return "cpu"
 
 
+def resolved_memory_format(trainer: TrainerSpec) -> str:
+    """memory_format with "auto" replaced: channels_last on CUDA, contiguous on the CPU."""
+    if trainer.memory_format != "auto":
+        return trainer.memory_format
+    return "channels_last" if training_device(trainer) == "cuda" else "contiguous"
+
+
 def resolve_trainer(trainer: TrainerSpec, where: str = "trainer") -> TrainerSpec:
     """precision and memory_format with "auto" replaced: bf16-mixed (16-mixed on GPUs without
-    bf16) and channels_last on CUDA; 32 and contiguous on the CPU."""
+    bf16) and channels_last on CUDA; 32 and contiguous on the CPU. fp16 on the CPU is refused."""
     device = training_device(trainer)
-    precision, memory_format = trainer.precision, trainer.memory_format
+    precision = trainer.precision
     if precision == "auto":
         if device == "cuda":
             precision = "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
@@ -29,9 +36,7 @@ def resolve_trainer(trainer: TrainerSpec, where: str = "trainer") -> TrainerSpec
         raise UserError(f'{where}.precision = "16-mixed" on the CPU: fp16 autocast there is emulated, an HRNet-W48 '
                         'step took 95 s instead of 1.2 s in float32 on this project\'s CPU machine; use "bf16-mixed" '
                         '(0.7 s) or "32", or "auto"')
-    if memory_format == "auto":
-        memory_format = "channels_last" if device == "cuda" else "contiguous"
-    return attrs.evolve(trainer, precision=precision, memory_format=memory_format)
+    return attrs.evolve(trainer, precision=precision, memory_format=resolved_memory_format(trainer))
 
 
 def resolve(spec: Spec) -> Spec:

@@ -6,12 +6,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import (
-    LearningRateMonitor,
-    ModelCheckpoint,
-    OnExceptionCheckpoint,
-    Timer,
-)
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, OnExceptionCheckpoint, Timer
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 
 from segrun import lineage, losses, models
@@ -22,7 +17,7 @@ from segrun.inference import predict
 from segrun.metrics import format_iou_table
 from segrun.models.weights import init_checkpoint, load_init, load_pretrained
 from segrun.optim import optimization
-from segrun.resolve import describe, resolve, resolve_trainer
+from segrun.resolve import describe, resolve, resolved_memory_format
 from segrun.run_folder import RunFolder, run_folder_for
 from segrun.spec import Spec, spec_hash
 from segrun.task import NonFiniteLoss, SegmentationTask
@@ -31,17 +26,16 @@ from segrun.task import NonFiniteLoss, SegmentationTask
 def build_task(spec: Spec, load_weights: bool = True) -> SegmentationTask:
     """The task of a spec; with load_weights, the model starts from model.pretrained and init.
     The model is in the trainer's memory format (and compiled if asked)."""
-    trainer = resolve_trainer(spec.trainer)
     dataset = DATASETS[spec.data.dataset]
     model = models.create(spec.model.name, dataset.num_classes, **models.model_params(spec.model))
     if load_weights and spec.model.pretrained is not None:
         print(load_pretrained(model, Path(spec.model.pretrained)))
     if load_weights and spec.init is not None:
         print(load_init(model, Path(spec.init)))
-    channels_last = trainer.memory_format == "channels_last"
+    channels_last = resolved_memory_format(spec.trainer) == "channels_last"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if trainer.compile:
+    if spec.trainer.compile:
         model.compile()
     criteria = [losses.create(loss.name, dataset.num_classes, dataset.ignore_index, loss.class_weights,
                               **losses.loss_options(loss)) for loss in spec.loss]

@@ -1,6 +1,6 @@
 """The LightningModule: a model, its per-output losses, mIoU on validation. Everything it
 needs is built from the spec elsewhere (segrun.runner) and handed in."""
-from collections.abc import Callable
+from typing import Callable
 
 import pytorch_lightning as pl
 import torch

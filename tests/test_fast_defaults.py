@@ -136,3 +136,13 @@ def test_trainer_keys_reach_the_run(tmp_path, tiny_spec, capsys):
     assert metrics["trainer"] == {"precision": "32", "memory_format": "channels_last", "compile": False}
     assert 'memory_format = "channels_last"' in (folder / "spec.toml").read_text()
     assert attrs.fields_dict(TrainerSpec)["compile"].default is False
+
+
+def test_a_run_trained_in_fp16_on_a_gpu_evaluates_on_the_cpu_in_float32(tmp_path, tiny_spec):
+    path = tiny_spec(epochs=1)
+    assert main([str(path), "trainer.max_steps=2", "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
+    (folder,) = (tmp_path / "runs").iterdir()
+    spec_file = folder / "spec.toml"  # as a GPU machine would have written it
+    spec_file.write_text(spec_file.read_text().replace('precision = "32"', 'precision = "16-mixed"'))
+    assert main(["eval", str(folder), "--no-progress"]) == 0
+    assert json.loads((folder / "eval.json").read_text())["mIoU"] >= 0
