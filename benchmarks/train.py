@@ -5,6 +5,7 @@ inference time per model, as a table and a PNG plot."""
 import os
 import statistics
 import time
+import typing
 
 import attrs
 import torch
@@ -13,7 +14,7 @@ from benchmarks import timing
 from segrun import losses, models, spec
 from segrun.data import DATASETS
 from segrun.resolve import resolve_trainer
-from segrun.spec.schema import LossSpec
+from segrun.spec.schema import LossSpec, TrainerSpec
 
 
 @attrs.frozen
@@ -32,13 +33,19 @@ RECIPES = {
 }
 
 
+PRECISIONS = typing.get_args(attrs.fields_dict(TrainerSpec)["precision"].type)
+MEMORY_FORMATS = typing.get_args(attrs.fields_dict(TrainerSpec)["memory_format"].type)
+
+
 def parse_recipe(text: str) -> Recipe:
     """A named recipe, or PRECISION/MEMORY_FORMAT/kernels (kernels: on or off)."""
     if text in RECIPES:
         return RECIPES[text]
     parts = text.split("/")
-    if len(parts) != 3 or parts[2] not in ("on", "off"):
-        raise ValueError(f"recipe {text!r}: expected one of {', '.join(RECIPES)} or PRECISION/FORMAT/on|off, "
+    if (len(parts) != 3 or parts[0] not in PRECISIONS or parts[1] not in MEMORY_FORMATS
+            or parts[2] not in ("on", "off")):
+        raise ValueError(f"recipe {text!r}: expected one of {', '.join(RECIPES)} or PRECISION/FORMAT/on|off with "
+                         f"PRECISION in {', '.join(PRECISIONS)} and FORMAT in {', '.join(MEMORY_FORMATS)}, "
                          "e.g. 32/contiguous/off")
     return Recipe(text, parts[0], parts[1], parts[2] == "on")
 

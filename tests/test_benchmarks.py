@@ -60,3 +60,8 @@ def test_bench_never_replaces_a_file(tmp_path, capsys):
     out.write_text("mine")
     assert main(["bench", "ops", "--device", "cpu", "--json", str(out)]) == 2
     assert out.read_text() == "mine" and "already exists" in capsys.readouterr().err
+
+
+def test_bench_train_names_a_bad_recipe(capsys):
+    assert main(["bench", "train", "specs/quickstart.toml", "--device", "cpu", "--recipes", "33/contiguous/off"]) == 2
+    assert "--recipes: recipe '33/contiguous/off': expected one of study, default" in capsys.readouterr().err
