@@ -118,3 +118,16 @@ def test_last_checkpoint_follows_training_when_the_best_stays_early(tiny, tmp_pa
     assert [p.name for p in sorted(folder.checkpoints.glob("*.ckpt"))] == ["best-epoch=000.ckpt", "last.ckpt"]
     last = torch.load(folder.checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
     assert (last["epoch"], last["global_step"]) == (2, 12)
+
+
+def test_the_same_spec_trains_the_same_way_twice(tmp_path, tiny_spec):
+    """Augmentations draw from albumentations' own generator: segrun seeds it per process and per
+    DataLoader worker, so a run repeats exactly (one worker here, to cover the worker seeding)."""
+    path = tiny_spec(epochs=2)
+    curves = []
+    for attempt in range(2):
+        runs = tmp_path / f"runs{attempt}"
+        assert main([str(path), "data.num_workers=1", "--runs", str(runs), "--no-progress"]) == 0
+        (folder,) = runs.iterdir()
+        curves.append([loss for _, loss in logged_losses(runner.RunFolder(folder))])
+    assert len(curves[0]) >= 6 and curves[0] == curves[1]

@@ -39,6 +39,15 @@ def loader_workers(num_workers: int | str) -> int:
     return max(0, min(8, cores // processes - 1))
 
 
+def _seed_worker_augmentations(worker_id: int) -> None:
+    """Each worker's copy of the pipeline gets its own stream: the worker's torch seed, which the
+    DataLoader derives from the (seeded) main process per worker and per epoch."""
+    info = torch.utils.data.get_worker_info()
+    transform = getattr(info.dataset, "transform", None)
+    if transform is not None and hasattr(transform, "set_random_seed"):
+        transform.set_random_seed(info.seed % 2**32)
+
+
 class SegmentationDataModule(pl.LightningDataModule):
     """Samplers are made here (the Trainer runs with use_distributed_sampler=False): a seeded
     DistributedSampler for training, and an unrepeated one for validation under DDP."""
@@ -53,7 +62,11 @@ class SegmentationDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         if stage == "fit":
-            self.train_set = self.dataset_class(self.root, "train", build_pipeline(self.data.train_pipeline))
+            # Seeded per process, and per worker by _seed_worker_augmentations, so a run's
+            # augmentations repeat exactly when it is run again.
+            rank = torch.distributed.get_rank() if distributed() else 0
+            self.train_set = self.dataset_class(self.root, "train",
+                                                build_pipeline(self.data.train_pipeline, seed=self.seed + 1000 * rank))
         self.val_set = self.dataset_class(self.root, "val", build_pipeline(self.data.val_pipeline))
 
     def _loader(self, dataset, batch_size: int, sampler, drop_last: bool) -> DataLoader:
@@ -61,7 +74,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         # Each worker assembles whole batches; two in flight per worker keep a step's batch ready.
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=workers,
                           pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
-                          prefetch_factor=2 if workers > 0 else None)
+                          prefetch_factor=2 if workers > 0 else None, worker_init_fn=_seed_worker_augmentations)
 
     def train_dataloader(self) -> DataLoader:
         if self.data.coarse_schedule == "linear_decay":

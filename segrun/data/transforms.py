@@ -47,7 +47,8 @@ def build_step(index: int, name: str, params) -> A.BasicTransform:
         raise PipelineError(index, "name", f"{name}: {_one_line(error)}") from None
 
 
-def build_pipeline(steps) -> A.Compose:
-    """The spec's steps in order, then ToTensorV2 (HWC -> CHW)."""
+def build_pipeline(steps, seed: int | None = None) -> A.Compose:
+    """The spec's steps in order, then ToTensorV2 (HWC -> CHW). Albumentations draws from its own
+    generator, not the global ones: `seed` makes the draws repeatable (None: from OS entropy)."""
     transforms = [build_step(index, step.name, dict(step.params)) for index, step in enumerate(steps)]
-    return A.Compose([*transforms, A.ToTensorV2()])
+    return A.Compose([*transforms, A.ToTensorV2()], seed=seed)
