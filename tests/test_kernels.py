@@ -86,7 +86,9 @@ def confusion_batches(draw):
     target[torch.rand(n, h, w, generator=generator) < ignore_share] = 255
     # Small integers make ties common, so first-index tie breaking is exercised.
     logits = torch.randint(-2, 3, (n, num_classes, h, w), generator=generator).to(
-        draw(st.sampled_from([torch.float32, torch.float16, torch.bfloat16])))
+        draw(st.sampled_from([torch.float32, torch.float64, torch.float16, torch.bfloat16])))
+    if logits.dtype == torch.float64:  # differences below float32's resolution decide the argmax
+        logits = logits + torch.rand(logits.shape, generator=generator, dtype=torch.float64) * 1e-12
     if draw(st.booleans()):
         logits = logits.to(memory_format=torch.channels_last)
     return logits, target, num_classes

@@ -91,10 +91,11 @@ SEGRUN_HD void bilinear_readers(int64_t src, int64_t in_size, int64_t out_size, 
 // wins ties, and a NaN counts as larger than any number (the first NaN wins).
 template <typename scalar_t>
 SEGRUN_HD int64_t first_argmax(const scalar_t* values, int64_t stride, int64_t count) {
-  float best = static_cast<float>(values[0]);
+  using acc_t = typename Accumulate<scalar_t>::type;  // exact for every input type
+  acc_t best = static_cast<acc_t>(values[0]);
   int64_t best_index = 0;
   for (int64_t c = 1; c < count; ++c) {
-    float value = static_cast<float>(values[c * stride]);
+    acc_t value = static_cast<acc_t>(values[c * stride]);
     if (best == best && (value > best || value != value)) {
       best = value;
       best_index = c;
