@@ -68,10 +68,6 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
 
 
-def _sync(device):
-    timing.synchronize(device)
-
-
 def measure_one(loaded: spec.Spec, loss_name: str | None, recipe: Recipe, device: torch.device, batch: int,
                 crop: tuple[int, int], inference_size: tuple[int, int], steps: int, warmup: int) -> dict:
     accelerator = "cuda" if device.type == "cuda" else "cpu"
@@ -108,13 +104,13 @@ def measure_one(loaded: spec.Spec, loss_name: str | None, recipe: Recipe, device
     model.train()
     for _ in range(warmup):
         step()
-    _sync(device)
+    timing.synchronize(device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     started = time.perf_counter()
     for _ in range(steps):
         step()
-    _sync(device)
+    timing.synchronize(device)
     ms_per_step = (time.perf_counter() - started) / steps * 1e3
     peak_mem_gb = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
 
@@ -130,12 +126,12 @@ def measure_one(loaded: spec.Spec, loss_name: str | None, recipe: Recipe, device
 
     for _ in range(2):
         infer()
-    _sync(device)
+    timing.synchronize(device)
     times = []
     for _ in range(5):
         started = time.perf_counter()
         infer()
-        _sync(device)
+        timing.synchronize(device)
         times.append((time.perf_counter() - started) * 1e3)
     return {"model": loaded.model.name, "backbone": loaded.model.backbone, "spec": loaded.name,
             "loss": loss_name or "+".join(t.name for t in loaded.loss), "recipe": recipe.name,

@@ -64,7 +64,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         if stage == "fit":
             # Seeded per process, and per worker by _seed_worker_augmentations, so a run's
             # augmentations repeat exactly when it is run again.
-            rank = torch.distributed.get_rank() if distributed() else 0
+            _, rank = world_and_rank()
             self.train_set = self.dataset_class(self.root, "train",
                                                 build_pipeline(self.data.train_pipeline, seed=self.seed + 1000 * rank))
         self.val_set = self.dataset_class(self.root, "val", build_pipeline(self.data.val_pipeline))
@@ -90,7 +90,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         loader every epoch when this schedule is on."""
         fine, coarse = self.train_set.indices_by_annotation()
         indices = epoch_indices(fine, coarse, self.trainer.current_epoch, self.trainer.max_epochs, self.seed)
-        world, rank = (torch.distributed.get_world_size(), torch.distributed.get_rank()) if distributed() else (1, 0)
+        world, rank = world_and_rank()
         share = len(indices) // world
         return indices[rank * share:(rank + 1) * share]
 
@@ -100,7 +100,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         if self.data.coarse_schedule != "linear_decay":
             return None
         fine, coarse = self.train_set.indices_by_annotation()
-        world = torch.distributed.get_world_size() if distributed() else 1
+        world, _ = world_and_rank()
         return total_optimizer_steps(len(fine), len(coarse), self.trainer.max_epochs, self.data.batch_size, world, accumulate)
 
     def val_dataloader(self) -> DataLoader:
@@ -112,3 +112,8 @@ class SegmentationDataModule(pl.LightningDataModule):
 
 def distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def world_and_rank() -> tuple[int, int]:
+    """(processes, this process's rank): (1, 0) outside DDP."""
+    return (torch.distributed.get_world_size(), torch.distributed.get_rank()) if distributed() else (1, 0)

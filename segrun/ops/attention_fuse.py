@@ -22,12 +22,12 @@ def attention_fuse(pred_hi: torch.Tensor, pred_lo: torch.Tensor, attn_lo: torch.
     attn_lo: [N, 1, h, w] (or [N, C, h, w]) attention of the lower scale, in [0, 1].
     Returns [N, C, H, W] in the inputs' dtype. Differentiable in all three inputs.
     """
-    _check(pred_hi, pred_lo, attn_lo)
     if extension.use_extension(pred_hi.device, "attention_fuse"):
+        _check(pred_hi, pred_lo, attn_lo)
         # One dtype for all three, as PyTorch's type promotion would give the fallback's result.
         dtype = torch.promote_types(torch.promote_types(pred_hi.dtype, pred_lo.dtype), attn_lo.dtype)
         return torch.ops.segrun.attention_fuse(pred_hi.to(dtype), pred_lo.to(dtype), attn_lo.to(dtype), align_corners)
-    return attention_fuse_torch(pred_hi, pred_lo, attn_lo, align_corners)
+    return attention_fuse_torch(pred_hi, pred_lo, attn_lo, align_corners)  # checks the inputs itself
 
 
 def _check(pred_hi: torch.Tensor, pred_lo: torch.Tensor, attn_lo: torch.Tensor) -> None:

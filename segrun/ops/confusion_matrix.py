@@ -15,10 +15,10 @@ def confusion_matrix(input: torch.Tensor, target: torch.Tensor, num_classes: int
     whose predicted label is outside [0, num_classes).
     Returns int64 [num_classes, num_classes] on input's device: rows = target, columns = prediction.
     """
-    _check(input, target, num_classes)
     if extension.use_extension(input.device, "confusion_matrix"):
+        _check(input, target, num_classes)
         return torch.ops.segrun.confusion_matrix(input.detach(), target, num_classes, ignore_index)
-    return confusion_matrix_torch(input, target, num_classes, ignore_index)
+    return confusion_matrix_torch(input, target, num_classes, ignore_index)  # checks the inputs itself
 
 
 def _check(input: torch.Tensor, target: torch.Tensor, num_classes: int) -> None:

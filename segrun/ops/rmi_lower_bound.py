@@ -43,15 +43,15 @@ def rmi_lower_bound(labels: torch.Tensor, probs: torch.Tensor, radius: int = 3,
     N images and divided by radius * radius (the original's per-class value; the RMI loss sums or
     weights it over classes). Computed in float64 whatever the input dtype.
     """
-    _check(labels, probs, radius)
     # The kernels are written for the study's radius 3; other radii run the PyTorch version.
     if radius == 3 and extension.use_extension(probs.device, "rmi_lower_bound"):
+        _check(labels, probs, radius)
         maps = probs if probs.dtype == torch.float64 else probs.float()
         half_log_det, _ = torch.ops.segrun.rmi_lower_bound_forward(labels.detach().to(maps.dtype), maps,
                                                                    positive_alpha)
         per_class = half_log_det.mean(dim=0) / (radius * radius)
         return per_class if probs.dtype == torch.float64 else per_class.float()
-    return rmi_lower_bound_torch(labels, probs, radius, positive_alpha)
+    return rmi_lower_bound_torch(labels, probs, radius, positive_alpha)  # checks the inputs itself
 
 
 def _check(labels: torch.Tensor, probs: torch.Tensor, radius: int) -> None:
