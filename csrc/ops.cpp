@@ -125,16 +125,33 @@ void check_rmi(const at::Tensor& labels, const at::Tensor& probs) {
   TORCH_CHECK(labels.device() == probs.device(), "segrun::rmi_lower_bound: labels and probs on different devices");
 }
 
+// Checked, contiguous maps, the outputs, and each map's mean (the moments are taken about it, which
+// keeps the sums of products small where a class fills or misses the whole map).
+struct RmiForward {
+  at::Tensor labels, probs, value, saved, label_shift, prob_shift;
+  int64_t maps, height, width;
+
+  RmiForward(const at::Tensor& labels_in, const at::Tensor& probs_in) {
+    check_rmi(labels_in, probs_in);
+    labels = labels_in.contiguous();
+    probs = probs_in.contiguous();
+    maps = labels.size(0) * labels.size(1);
+    height = labels.size(2);
+    width = labels.size(3);
+    auto options = labels.options().dtype(at::kDouble);
+    value = at::empty({labels.size(0), labels.size(1)}, options);
+    saved = at::empty({labels.size(0), labels.size(1), kRmiSaved}, options);
+    label_shift = labels.mean({2, 3}, false, at::kDouble).contiguous();
+    prob_shift = probs.mean({2, 3}, false, at::kDouble).contiguous();
+  }
+};
+
 std::tuple<at::Tensor, at::Tensor> rmi_forward_cpu(const at::Tensor& labels_in, const at::Tensor& probs_in,
                                                    double alpha) {
-  check_rmi(labels_in, probs_in);
-  at::Tensor labels = labels_in.contiguous(), probs = probs_in.contiguous();
-  const int64_t maps = labels.size(0) * labels.size(1), height = labels.size(2), width = labels.size(3);
-  auto options = labels.options().dtype(at::kDouble);
-  at::Tensor value = at::empty({labels.size(0), labels.size(1)}, options);
-  at::Tensor saved = at::empty({labels.size(0), labels.size(1), kRmiSaved}, options);
-  at::Tensor label_shift = labels.mean({2, 3}, false, at::kDouble).contiguous();
-  at::Tensor prob_shift = probs.mean({2, 3}, false, at::kDouble).contiguous();
+  RmiForward rmi(labels_in, probs_in);
+  const at::Tensor &labels = rmi.labels, &probs = rmi.probs, &value = rmi.value, &saved = rmi.saved;
+  const at::Tensor &label_shift = rmi.label_shift, &prob_shift = rmi.prob_shift;
+  const int64_t maps = rmi.maps, height = rmi.height, width = rmi.width;
   const int64_t valid_h = height - kRmiRadius + 1, valid_w = width - kRmiRadius + 1;
   AT_DISPATCH_FLOATING_TYPES(probs.scalar_type(), "rmi_forward_cpu", [&] {
     const scalar_t* label_data = labels.const_data_ptr<scalar_t>();
@@ -224,6 +241,14 @@ FuseShape fuse_shape(const at::Tensor& hi, const at::Tensor& lo, const at::Tenso
   return shape;
 }
 
+// The gradients of attention_fuse, each laid out like its input, after checking grad.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> fuse_backward_outputs(const at::Tensor& grad, const at::Tensor& hi,
+                                                                     const at::Tensor& lo, const at::Tensor& attn) {
+  TORCH_CHECK(grad.sizes() == hi.sizes() && grad.scalar_type() == hi.scalar_type(),
+              "segrun::attention_fuse_backward: grad must be like pred_hi");
+  return {at::empty_like(hi), at::empty_like(lo), at::empty_like(attn)};
+}
+
 bool empty(const FuseShape& s) { return s.batch * s.channels * s.height * s.width * s.low_height * s.low_width == 0; }
 
 at::Tensor attention_fuse_cpu(const at::Tensor& hi, const at::Tensor& lo, const at::Tensor& attn, bool align_corners) {
@@ -257,11 +282,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_fuse_backward_cpu(const
                                                                            const at::Tensor& attn,
                                                                            bool align_corners) {
   FuseShape shape = fuse_shape(hi, lo, attn, align_corners);
-  TORCH_CHECK(grad.sizes() == hi.sizes() && grad.scalar_type() == hi.scalar_type(),
-              "segrun::attention_fuse_backward: grad must be like pred_hi");
-  at::Tensor grad_hi = at::empty_like(hi);
-  at::Tensor grad_lo = at::empty_like(lo);
-  at::Tensor grad_attn = at::empty_like(attn);
+  at::Tensor grad_hi, grad_lo, grad_attn;  // std::tie, not a structured binding: lambdas capture these (C++17)
+  std::tie(grad_hi, grad_lo, grad_attn) = fuse_backward_outputs(grad, hi, lo, attn);
   if (empty(shape)) return {grad_hi.zero_(), grad_lo.zero_(), grad_attn.zero_()};
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, hi.scalar_type(), "attention_fuse_backward_cpu", [&] {
     using acc_t = typename Accumulate<scalar_t>::type;
@@ -310,22 +332,15 @@ at::Tensor confusion_matrix_cuda_op(const at::Tensor& input, const at::Tensor& t
 
 std::tuple<at::Tensor, at::Tensor> rmi_forward_cuda_op(const at::Tensor& labels_in, const at::Tensor& probs_in,
                                                        double alpha) {
-  check_rmi(labels_in, probs_in);
   c10::cuda::CUDAGuard guard(probs_in.device());
-  at::Tensor labels = labels_in.contiguous(), probs = probs_in.contiguous();
-  auto options = labels.options().dtype(at::kDouble);
-  const int64_t maps = labels.size(0) * labels.size(1);
-  at::Tensor sums = at::zeros({maps, kRmiSums}, options);
-  at::Tensor value = at::empty({labels.size(0), labels.size(1)}, options);
-  at::Tensor saved = at::empty({labels.size(0), labels.size(1), kRmiSaved}, options);
-  at::Tensor label_shift = labels.mean({2, 3}, false, at::kDouble).contiguous();
-  at::Tensor prob_shift = probs.mean({2, 3}, false, at::kDouble).contiguous();
-  check_launch(rmi_forward_cuda(labels.const_data_ptr(), probs.const_data_ptr(), dtype_of(probs), maps,
-                                labels.size(2), labels.size(3), label_shift.const_data_ptr<double>(),
-                                prob_shift.const_data_ptr<double>(), alpha, sums.data_ptr<double>(),
-                                value.data_ptr<double>(), saved.data_ptr<double>(), current_stream()),
+  RmiForward rmi(labels_in, probs_in);
+  at::Tensor sums = at::zeros({rmi.maps, kRmiSums}, rmi.value.options());
+  check_launch(rmi_forward_cuda(rmi.labels.const_data_ptr(), rmi.probs.const_data_ptr(), dtype_of(rmi.probs),
+                                rmi.maps, rmi.height, rmi.width, rmi.label_shift.const_data_ptr<double>(),
+                                rmi.prob_shift.const_data_ptr<double>(), alpha, sums.data_ptr<double>(),
+                                rmi.value.data_ptr<double>(), rmi.saved.data_ptr<double>(), current_stream()),
                "rmi_lower_bound_forward");
-  return {value, saved};
+  return {rmi.value, rmi.saved};
 }
 
 at::Tensor rmi_backward_cuda_op(const at::Tensor& grad_value, const at::Tensor& labels_in, const at::Tensor& probs_in,
@@ -362,12 +377,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> attention_fuse_backward_cuda_op(c
                                                                                const at::Tensor& attn,
                                                                                bool align_corners) {
   FuseShape shape = fuse_shape(hi, lo, attn, align_corners);
-  TORCH_CHECK(grad.sizes() == hi.sizes() && grad.scalar_type() == hi.scalar_type(),
-              "segrun::attention_fuse_backward: grad must be like pred_hi");
   c10::cuda::CUDAGuard guard(hi.device());
-  at::Tensor grad_hi = at::empty_like(hi);
-  at::Tensor grad_lo = at::empty_like(lo);
-  at::Tensor grad_attn = at::empty_like(attn);
+  at::Tensor grad_hi, grad_lo, grad_attn;  // std::tie, not a structured binding: lambdas capture these (C++17)
+  std::tie(grad_hi, grad_lo, grad_attn) = fuse_backward_outputs(grad, hi, lo, attn);
   if (empty(shape)) return {grad_hi.zero_(), grad_lo.zero_(), grad_attn.zero_()};
   check_launch(attention_fuse_backward_cuda(
                    grad.const_data_ptr(), strides_of(grad), hi.const_data_ptr(), strides_of(hi), lo.const_data_ptr(),
