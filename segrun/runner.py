@@ -18,7 +18,7 @@ from segrun.metrics import format_iou_table
 from segrun.models.weights import init_checkpoint, load_init, load_pretrained
 from segrun.optim import optimization
 from segrun.resolve import describe, resolve, resolved_memory_format
-from segrun.run_folder import RunFolder, run_folder_for
+from segrun.run_folder import AtomicCheckpointIO, RunFolder, run_folder_for
 from segrun.spec import Spec, spec_hash
 from segrun.task import NonFiniteLoss, SegmentationTask
 
@@ -66,7 +66,7 @@ def build_trainer(spec: Spec, folder: RunFolder, progress: bool = True) -> pl.Tr
         check_val_every_n_epoch=spec.eval.every_n_epochs, callbacks=callbacks, logger=loggers,
         enable_progress_bar=progress, enable_model_summary=False, use_distributed_sampler=False,
         reload_dataloaders_every_n_epochs=1 if spec.data.coarse_schedule == "linear_decay" else 0,
-        detect_anomaly=t.detect_anomaly,
+        detect_anomaly=t.detect_anomaly, plugins=[AtomicCheckpointIO()],
     )
 
 

@@ -16,6 +16,7 @@ from segrun.cli import main
 from segrun.errors import UserError
 from segrun.losses.cross_entropy import CrossEntropy
 from segrun.resolve import resolve
+from segrun.run_folder import AtomicCheckpointIO
 from segrun.sweep import split_values, sweep_members
 
 REPO = Path(__file__).resolve().parents[1]
@@ -124,6 +125,28 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny, tmp_
     state = torch.load(folder.checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
     assert state["global_step"] == 2 and all(torch.isfinite(t).all() for t in state["state_dict"].values() if t.is_floating_point())
     assert not folder.finished
+
+
+def test_a_checkpoint_write_that_fails_midway_leaves_the_previous_checkpoint_whole(tiny, tmp_path, monkeypatch):
+    loaded = resolve(spec.load(tiny))
+    folder = runner.run_folder_for(loaded, tmp_path / "runs")
+    checkpoint_io = runner.build_trainer(loaded, folder, progress=False).strategy.checkpoint_io
+    assert isinstance(checkpoint_io, AtomicCheckpointIO)
+    path = folder.checkpoints / "last.ckpt"
+    checkpoint_io.save_checkpoint({"global_step": 1, "weights": torch.ones(1000)}, path)
+    before = path.read_bytes()
+    real_save = torch.save
+
+    def save_half_then_fail(obj, f):
+        real_save(obj, f)
+        Path(f).write_bytes(Path(f).read_bytes()[:100])
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(torch, "save", save_half_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        checkpoint_io.save_checkpoint({"global_step": 2, "weights": torch.zeros(1000)}, path)
+    assert path.read_bytes() == before
+    assert [p.name for p in folder.checkpoints.glob("*.ckpt")] == ["last.ckpt"]
 
 
 def test_two_process_ddp_counts_every_validation_image_once(tiny, tmp_path):
