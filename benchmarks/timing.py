@@ -1,13 +1,12 @@
 """Timing and memory measurement shared by the benchmarks."""
 import datetime
-import os
 import platform
 import statistics
-import subprocess
 import time
-from pathlib import Path
 
 import torch
+
+from segrun import lineage
 
 
 def synchronize(device: torch.device) -> None:
@@ -59,25 +58,10 @@ def device_name(device: torch.device) -> str:
     return f"CPU {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
 
 
-def segrun_commit() -> str:
-    """The checkout's commit (+changes when it has uncommitted ones), or $SEGRUN_COMMIT where the
-    code runs from a copy without .git (as on a lent GPU machine)."""
-    if os.environ.get("SEGRUN_COMMIT"):
-        return os.environ["SEGRUN_COMMIT"]
-    try:
-        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], check=False, capture_output=True, text=True, timeout=10,
-                                cwd=Path(__file__).resolve().parent)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], check=False, capture_output=True,
-                               text=True, timeout=10, cwd=Path(__file__).resolve().parent).stdout.strip()
-        return result.stdout.strip() + ("+changes" if dirty else "") if result.returncode == 0 else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def header(device: torch.device) -> dict:
     """What every result file names: device, versions, commit, date."""
     return {"device": device_name(device), "torch": torch.__version__, "cuda": torch.version.cuda,
-            "segrun_commit": segrun_commit(), "date": datetime.date.today().isoformat()}
+            "segrun_commit": lineage.segrun_commit() or "unknown", "date": datetime.date.today().isoformat()}
 
 
 def result_stem(device: torch.device) -> str:

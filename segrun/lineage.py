@@ -1,6 +1,7 @@
 """Where a run came from: recorded in its metrics.json so any figure can be traced and repeated."""
 import functools
 import hashlib
+import os
 import platform
 import subprocess
 from importlib import metadata
@@ -29,14 +30,20 @@ def _sha256(path: str, _size: int, _mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
-def segrun_commit() -> str | None:
-    """The git commit segrun runs from, or None outside a git checkout."""
+def segrun_commit(source: Path = Path(segrun.__file__).parent) -> str | None:
+    """The git commit segrun runs from, with "-dirty" when tracked files differ from it; else
+    $SEGRUN_COMMIT (for a copy of the code without .git, as on a lent GPU machine), else None."""
+    def git(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(source), *args], capture_output=True, text=True, timeout=10)
+
     try:
-        result = subprocess.run(["git", "-C", str(Path(segrun.__file__).parent), "rev-parse", "HEAD"],
-                                capture_output=True, text=True, timeout=10)
+        head = git("rev-parse", "HEAD")
+        changed = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
-        return None
-    return result.stdout.strip() if result.returncode == 0 else None
+        head = None
+    if head is None or head.returncode != 0:
+        return os.environ.get("SEGRUN_COMMIT") or None
+    return head.stdout.strip() + ("-dirty" if changed else "")
 
 
 def package_versions() -> dict[str, str | None]:

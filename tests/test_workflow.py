@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from segrun import runner, spec
+from segrun import lineage, runner, spec
 from segrun.cli import main
 from segrun.errors import UserError
 from segrun.losses.cross_entropy import CrossEntropy
@@ -106,6 +106,25 @@ def test_metrics_json_records_lineage(tiny, tmp_path):
     assert metrics["devices"] and metrics["train_seconds"] > 0 and metrics["validation_seconds_per_image"] > 0
     assert "segrun_commit" in metrics and "peak_gpu_memory_gb" in metrics
     assert len(metrics["confusion_matrix"]) == 19
+
+
+def test_the_commit_names_uncommitted_changes_and_falls_back_to_the_environment(tmp_path, monkeypatch):
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                       check=True, capture_output=True)
+
+    monkeypatch.setenv("SEGRUN_COMMIT", "abc123")
+    assert lineage.segrun_commit(tmp_path) == "abc123"  # not a git checkout
+    git("init", "-q")
+    (tmp_path / "model.py").write_text("a = 1\n")
+    git("add", "model.py")
+    git("commit", "-q", "-m", "first")
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert lineage.segrun_commit(tmp_path) == head
+    (tmp_path / "notes.txt").write_text("untracked files do not count\n")
+    assert lineage.segrun_commit(tmp_path) == head
+    (tmp_path / "model.py").write_text("a = 2\n")
+    assert lineage.segrun_commit(tmp_path) == f"{head}-dirty"
 
 
 def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny, tmp_path, monkeypatch):
