@@ -65,31 +65,41 @@ class ObjectAttention(nn.Module):
 
 
 class SpatialOCR(nn.Module):
-    """Object-contextual representation concatenated with the pixel features, fused by 1x1 conv."""
+    """Object-contextual representation concatenated with the pixel features, fused by 1x1 conv.
+    With `aspp`, its output over the pixel features joins the concatenation: [context, aspp,
+    features] (the study's OCR+ASPP)."""
 
-    def __init__(self, in_channels: int, key_channels: int, out_channels: int, dropout: float):
+    def __init__(self, in_channels: int, key_channels: int, out_channels: int, dropout: float,
+                 aspp: nn.Module | None = None):
         super().__init__()
         self.object_context_block = ObjectAttention(in_channels, key_channels)
+        self.aspp = aspp
+        fused_channels = 2 * in_channels + (0 if aspp is None else aspp.out_channels)
         self.conv_bn_dropout = nn.Sequential(
-            nn.Conv2d(2 * in_channels, out_channels, 1, bias=False),
+            nn.Conv2d(fused_channels, out_channels, 1, bias=False),
             nn.Sequential(nn.BatchNorm2d(out_channels), nn.ReLU()),
             nn.Dropout2d(dropout),
         )
 
     def forward(self, features: torch.Tensor, objects: torch.Tensor) -> torch.Tensor:
-        context = self.object_context_block(features, objects)
-        return self.conv_bn_dropout(torch.cat([context, features], dim=1))
+        parts = [self.object_context_block(features, objects), features]
+        if self.aspp is not None:
+            parts.insert(1, self.aspp(features))
+        return self.conv_bn_dropout(torch.cat(parts, dim=1))
 
 
 class OCRHead(nn.Module):
     """3x3 conv to 512 channels, auxiliary head (soft object regions), gather, object attention
-    (key 256, mid 512), dropout 0.05, classifier. Returns (logits, aux logits, OCR features)."""
+    (key 256, mid 512), dropout 0.05, classifier. Returns (logits, aux logits, OCR features).
+    `context_aspp` (a module over the 512-channel features with an `out_channels` attribute) joins
+    the object attention's fusion, as in the study's OCR+ASPP."""
 
-    def __init__(self, in_channels: int, num_classes: int, mid_channels: int = 512, key_channels: int = 256):
+    def __init__(self, in_channels: int, num_classes: int, mid_channels: int = 512, key_channels: int = 256,
+                 context_aspp: nn.Module | None = None):
         super().__init__()
         self.conv3x3_ocr = bn_relu_after(nn.Conv2d(in_channels, mid_channels, 3, padding=1))
         self.ocr_gather_head = SpatialGather()
-        self.ocr_distri_head = SpatialOCR(mid_channels, key_channels, mid_channels, dropout=0.05)
+        self.ocr_distri_head = SpatialOCR(mid_channels, key_channels, mid_channels, dropout=0.05, aspp=context_aspp)
         self.cls_head = nn.Conv2d(mid_channels, num_classes, 1)
         self.aux_head = nn.Sequential(
             nn.Conv2d(in_channels, in_channels, 1),
