@@ -34,7 +34,7 @@ def segrun_commit(source: Path = Path(segrun.__file__).parent) -> str | None:
     """The git commit segrun runs from, with "-dirty" when tracked files differ from it; else
     $SEGRUN_COMMIT (for a copy of the code without .git, as on a lent GPU machine), else None."""
     def git(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(["git", "-C", str(source), *args], capture_output=True, text=True, timeout=10)
+        return subprocess.run(["git", "-C", str(source), *args], check=False, capture_output=True, text=True, timeout=10)
 
     try:
         head = git("rev-parse", "HEAD")

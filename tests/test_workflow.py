@@ -119,7 +119,7 @@ def test_the_commit_names_uncommitted_changes_and_falls_back_to_the_environment(
     (tmp_path / "model.py").write_text("a = 1\n")
     git("add", "model.py")
     git("commit", "-q", "-m", "first")
-    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
     assert lineage.segrun_commit(tmp_path) == head
     (tmp_path / "notes.txt").write_text("untracked files do not count\n")
     assert lineage.segrun_commit(tmp_path) == head
