@@ -36,13 +36,14 @@ def segrun_commit(source: Path = Path(segrun.__file__).parent) -> str | None:
     def git(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run(["git", "-C", str(source), *args], check=False, capture_output=True, text=True, timeout=10)
 
+    outside_checkout = os.environ.get("SEGRUN_COMMIT") or None
     try:
         head = git("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return outside_checkout
         changed = git("status", "--porcelain", "--untracked-files=no").stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
-        head = None
-    if head is None or head.returncode != 0:
-        return os.environ.get("SEGRUN_COMMIT") or None
+        return outside_checkout
     return head.stdout.strip() + ("-dirty" if changed else "")
 
 

@@ -4,9 +4,7 @@ import json
 import os
 from pathlib import Path
 
-import torch
 from attrs import frozen
-from pytorch_lightning.plugins import TorchCheckpointIO
 
 from segrun.errors import UserError
 from segrun.spec import Spec, dumps, spec_hash
@@ -50,22 +48,6 @@ class RunFolder:
         temporary = self.metrics_file.with_name(".metrics.json.partial")
         temporary.write_text(json.dumps(metrics, indent=2) + "\n")
         os.replace(temporary, self.metrics_file)
-
-
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint writer, made atomic: each checkpoint is written beside its final name
-    and renamed over it, so a crash or a full disk mid-write leaves the previous checkpoint whole.
-    (Lightning's own writer stages in the system's temporary folder and copies the file over when
-    that folder is on another disk, which can leave a truncated checkpoint.)"""
-
-    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
-        if storage_options is not None:
-            return super().save_checkpoint(checkpoint, path, storage_options)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.partial")
-        torch.save(checkpoint, temporary)
-        os.replace(temporary, path)
 
 
 def run_hash(spec: Spec) -> str:

@@ -1,4 +1,5 @@
 """From a Spec to a trained, evaluated run: builders for each part, then Lightning's Trainer."""
+import os
 import time
 import warnings
 from functools import partial
@@ -8,6 +9,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, OnExceptionCheckpoint, Timer
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.plugins import TorchCheckpointIO
 
 from segrun import lineage, losses, models
 from segrun.data import DATASETS
@@ -18,9 +20,25 @@ from segrun.metrics import format_iou_table
 from segrun.models.weights import init_checkpoint, load_init, load_pretrained
 from segrun.optim import optimization
 from segrun.resolve import describe, resolve, resolved_memory_format
-from segrun.run_folder import AtomicCheckpointIO, RunFolder, run_folder_for
+from segrun.run_folder import RunFolder, run_folder_for
 from segrun.spec import Spec, spec_hash
 from segrun.task import NonFiniteLoss, SegmentationTask
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made atomic: each checkpoint is written beside its final name
+    and renamed over it, so a crash or a full disk mid-write leaves the previous checkpoint whole.
+    (Lightning's own writer stages in the system's temporary folder and copies the file over when
+    that folder is on another disk, which can leave a truncated checkpoint.)"""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if storage_options is not None:
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_name(f".{path.name}.partial")
+        torch.save(checkpoint, temporary)
+        os.replace(temporary, path)
 
 
 def build_task(spec: Spec, load_weights: bool = True) -> SegmentationTask:

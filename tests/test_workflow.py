@@ -16,7 +16,6 @@ from segrun.cli import main
 from segrun.errors import UserError
 from segrun.losses.cross_entropy import CrossEntropy
 from segrun.resolve import resolve
-from segrun.run_folder import AtomicCheckpointIO
 from segrun.sweep import split_values, sweep_members
 
 REPO = Path(__file__).resolve().parents[1]
@@ -150,7 +149,7 @@ def test_a_checkpoint_write_that_fails_midway_leaves_the_previous_checkpoint_who
     loaded = resolve(spec.load(tiny))
     folder = runner.run_folder_for(loaded, tmp_path / "runs")
     checkpoint_io = runner.build_trainer(loaded, folder, progress=False).strategy.checkpoint_io
-    assert isinstance(checkpoint_io, AtomicCheckpointIO)
+    assert isinstance(checkpoint_io, runner.AtomicCheckpointIO)
     path = folder.checkpoints / "last.ckpt"
     checkpoint_io.save_checkpoint({"global_step": 1, "weights": torch.ones(1000)}, path)
     before = path.read_bytes()
