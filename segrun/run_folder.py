@@ -1,11 +1,11 @@
 """runs/<name>-<spec hash>/: the resolved spec, checkpoints, logs and metrics of one run."""
 import hashlib
 import json
-import os
 from pathlib import Path
 
 from attrs import frozen
 
+from segrun.atomic_write import write_atomically
 from segrun.errors import UserError
 from segrun.spec import Spec, dumps, spec_hash
 
@@ -45,9 +45,7 @@ class RunFolder:
         return best[-1] if best else None
 
     def write_metrics(self, metrics: dict) -> None:
-        temporary = self.metrics_file.with_name(".metrics.json.partial")
-        temporary.write_text(json.dumps(metrics, indent=2) + "\n")
-        os.replace(temporary, self.metrics_file)
+        write_atomically(self.metrics_file, (json.dumps(metrics, indent=2) + "\n").encode())
 
 
 def run_hash(spec: Spec) -> str:

@@ -1,5 +1,5 @@
 """From a Spec to a trained, evaluated run: builders for each part, then Lightning's Trainer."""
-import os
+import io
 import time
 import warnings
 from functools import partial
@@ -12,6 +12,7 @@ from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.plugins import TorchCheckpointIO
 
 from segrun import lineage, losses, models
+from segrun.atomic_write import write_atomically
 from segrun.data import DATASETS
 from segrun.data.datamodule import SegmentationDataModule, ensure_dataset
 from segrun.errors import UserError
@@ -34,11 +35,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
         if storage_options is not None:
             return super().save_checkpoint(checkpoint, path, storage_options)
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.partial")
-        torch.save(checkpoint, temporary)
-        os.replace(temporary, path)
+        serialized = io.BytesIO()  # in memory first, as Lightning's own writer does
+        torch.save(checkpoint, serialized)
+        write_atomically(Path(path), serialized.getvalue())
 
 
 def build_task(spec: Spec, load_weights: bool = True) -> SegmentationTask:

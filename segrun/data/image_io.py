@@ -32,11 +32,3 @@ def write_image(path: Path, array: np.ndarray) -> None:
     if not cv2.imwrite(str(temporary), array):
         raise OSError(f"{path}: could not write the image")
     os.replace(temporary, path)
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write bytes to a temporary file beside `path`, then rename it to `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.partial")
-    temporary.write_bytes(data)
-    os.replace(temporary, path)

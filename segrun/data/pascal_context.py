@@ -15,8 +15,9 @@ import numpy as np
 import scipy.io
 from tqdm import tqdm
 
+from segrun.atomic_write import write_atomically
 from segrun.data import synthetic_pascal_context
-from segrun.data.image_io import write_atomically, write_image
+from segrun.data.image_io import write_image
 from segrun.data.labelled_images import LabelledImages
 from segrun.data.pascal_context_labels import CLASS_NAMES_59, CLASS_NAMES_60, FULL_TO_60, context60_to_59, voc_palette
 from segrun.errors import DatasetError

@@ -13,7 +13,8 @@ import numpy as np
 import scipy.io
 from tqdm import tqdm
 
-from segrun.data.image_io import write_atomically, write_image
+from segrun.atomic_write import write_atomically
+from segrun.data.image_io import write_image
 from segrun.data.pascal_context_labels import CLASS_IDS
 
 STUFF_IDS = (366, 189, 440, 187, 445, 260, 158)  # sky, grass, wall, ground, water, mountain, floor
