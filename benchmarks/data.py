@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler
 
 from benchmarks import timing
-from segrun import spec
+from segrun import build
 from segrun.data import DATASETS
 from segrun.data.transforms import build_pipeline
 
@@ -31,7 +31,7 @@ def images_per_second(dataset, batch_size: int, workers: int, samples: int) -> f
 
 def run(spec_path: Path, workers=(0, 1, 2), images: int = 16, samples: int = 96, size=(1024, 2048),
         progress=print) -> dict:
-    loaded = spec.load(spec_path)
+    loaded = build.load_spec(spec_path)
     dataset_class = DATASETS[loaded.data.dataset]
     result = {**timing.header(torch.device("cpu")), "spec": str(spec_path), "dataset": loaded.data.dataset,
               "image_size": list(size), "distinct_images": images, "batch_size": loaded.data.batch_size,

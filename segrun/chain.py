@@ -6,11 +6,11 @@ from typing import Literal
 
 from attrs import field, frozen
 
-from segrun import runner
+from segrun import build, runner
 from segrun.errors import UserError
 from segrun.resolve import resolve
 from segrun.run_folder import RunFolder, planned_run_folder
-from segrun.spec import Spec, SpecError, dumps, load
+from segrun.spec import Spec, SpecError, dumps
 from segrun.spec.loader import load_section
 from segrun.spec.schema import run_name
 
@@ -48,7 +48,7 @@ def stage_spec(chain: Chain, chain_path: Path, index: int, init: Path | None) ->
     overrides = [*stage.overrides, f'name="{chain.name}-{stage.name}"']
     if init is not None:
         overrides.append(f"init='{init.resolve()}'")
-    return load(chain_path.parent / stage.spec, overrides)
+    return build.load_spec(chain_path.parent / stage.spec, overrides)
 
 
 def start_checkpoint(previous: RunFolder, start_from: str | None) -> Path | None:

@@ -222,14 +222,14 @@ def _bench_outputs(parser: argparse.ArgumentParser) -> None:
 
 
 def _train(args) -> None:
-    from segrun import runner, spec
+    from segrun import build, runner
     from segrun.sweep import command_line, sweep_members
 
     if not args.sweep and args.seeds is None and not args.print:
-        runner.train(spec.load(args.spec, args.overrides), args.runs, args.force, progress=not args.no_progress)
+        runner.train(build.load_spec(args.spec, args.overrides), args.runs, args.force, progress=not args.no_progress)
         return
     members = sweep_members(args.overrides, args.sweep, args.seeds)
-    specs = [spec.load(args.spec, overrides) for overrides in members]  # every member is checked before any trains
+    specs = [build.load_spec(args.spec, overrides) for overrides in members]  # every member is checked before any trains
     if args.print:
         print("\n".join(command_line(args.spec, overrides, args.runs) for overrides in members))
         return
@@ -245,16 +245,16 @@ def _chain(args) -> None:
 
 
 def _show(args) -> None:
-    from segrun import spec
+    from segrun import build, spec
 
-    print(spec.dumps(spec.load(args.spec, args.overrides)), end="")
+    print(spec.dumps(build.load_spec(args.spec, args.overrides)), end="")
 
 
 def _validate(args) -> None:
-    from segrun import spec
+    from segrun import build
     from segrun.data import DATASETS, resolve_root
 
-    loaded = spec.load(args.spec, args.overrides)
+    loaded = build.load_spec(args.spec, args.overrides)
     root = resolve_root(loaded.data.root)
     dataset = DATASETS[loaded.data.dataset]
     print(f"{args.spec}: spec ok ({loaded.model.name}/{loaded.model.backbone}, "
@@ -302,10 +302,10 @@ def _predict(args) -> None:
 
 
 def _summary(args) -> None:
-    from segrun import spec
+    from segrun import build
     from segrun.summary import summarize
 
-    print(summarize(spec.load(args.spec, args.overrides), args.size))
+    print(summarize(build.load_spec(args.spec, args.overrides), args.size))
 
 
 def _data(args) -> None:
@@ -324,10 +324,10 @@ def _data(args) -> None:
 
 
 def _split(args, split: str):
-    from segrun import spec
+    from segrun import build
     from segrun.data import DATASETS, resolve_root
 
-    loaded = spec.load(args.spec, args.overrides)
+    loaded = build.load_spec(args.spec, args.overrides)
     return DATASETS[loaded.data.dataset](resolve_root(loaded.data.root), split)
 
 
@@ -354,10 +354,10 @@ def _data_stats(args) -> None:
 
 
 def _data_show(args) -> None:
-    from segrun import spec
+    from segrun import build
     from segrun.data.preview import write_sample_grid
 
-    out = write_sample_grid(spec.load(args.spec, args.overrides), args.split, args.n, args.out)
+    out = write_sample_grid(build.load_spec(args.spec, args.overrides), args.split, args.n, args.out)
     print(f"{out}: {args.n} {args.split} samples after the spec's pipeline")
 
 
@@ -408,16 +408,16 @@ def _write_results(args, result: dict, markdown) -> None:
 
 def _bench_data(args) -> None:
     from benchmarks import data
-    from segrun import spec
+    from segrun import build
 
-    spec.load(args.spec)
+    build.load_spec(args.spec)
     _write_results(args, data.run(args.spec, args.workers, args.images, args.samples, args.size), data.markdown)
     _say_written(args.json, args.md)
 
 
 def _bench_train(args, device: str) -> None:
     from benchmarks import train
-    from segrun import losses, spec
+    from segrun import build, losses
 
     loss_names = (None,)
     if args.losses:
@@ -432,7 +432,7 @@ def _bench_train(args, device: str) -> None:
         except ValueError as error:
             raise UserError(f"--recipes: {error}") from None
     for path in args.specs:
-        spec.load(path)  # every spec is checked before anything is measured
+        build.load_spec(path)  # every spec is checked before anything is measured
 
     result = train.run(args.specs, device, args.steps, args.warmup, loss_names, recipes, args.batch, args.crop,
                        args.inference_size, after_case=lambda result: _write_results(args, result, train.markdown))

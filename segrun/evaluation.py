@@ -6,13 +6,11 @@ import attrs
 import pytorch_lightning as pl
 import torch
 
-from segrun.data.datamodule import SegmentationDataModule
+from segrun import build
 from segrun.errors import UserError
 from segrun.metrics import format_iou_table
 from segrun.resolve import eval_precision
 from segrun.run_folder import RunFolder
-from segrun.runner import build_task
-from segrun.spec import loads
 
 
 def locate(run_or_checkpoint: Path) -> tuple[RunFolder, Path]:
@@ -41,18 +39,18 @@ def evaluate(run_or_checkpoint: Path, scales=None, flip: bool | None = None, sli
     eval_file = out or folder.path / "eval.json"
     if eval_file.exists():
         raise UserError(f"{eval_file}: already holds an evaluation; pass --out FILE to write this one elsewhere")
-    spec = loads(folder.spec_file.read_text(), str(folder.spec_file))
+    spec = build.read_run_spec(folder)
     options = {key: value for key, value in {"scales": scales, "flip": flip, "sliding": sliding}.items() if value is not None}
     try:
         spec = attrs.evolve(spec, eval=attrs.evolve(spec.eval, **options))
     except ValueError as error:
         raise UserError(f"eval options: {error}") from None
-    task = build_task(spec, load_weights=False)
+    task = build.task(spec, load_weights=False)
     task.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"])
     trainer = pl.Trainer(accelerator=spec.trainer.accelerator, devices=1, precision=eval_precision(spec.trainer),
                          logger=False, enable_checkpointing=False, enable_progress_bar=progress,
                          enable_model_summary=False)
-    trainer.validate(task, datamodule=SegmentationDataModule(spec.data, spec.eval), verbose=False)
+    trainer.validate(task, datamodule=build.datamodule(spec), verbose=False)
     result = {
         **task.last_val_scores,
         "scales": list(spec.eval.scales),

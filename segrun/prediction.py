@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from segrun import build
 from segrun.data import DATASETS
 from segrun.data.cityscapes import CityscapesLayout
 from segrun.data.cityscapes_labels import LABELS
@@ -14,8 +15,6 @@ from segrun.data.transforms import build_pipeline
 from segrun.errors import UserError
 from segrun.evaluation import locate
 from segrun.inference import predict
-from segrun.runner import build_task
-from segrun.spec import loads
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -47,11 +46,11 @@ def predict_files(run_or_checkpoint: Path, inputs, out: Path, output_format: str
     import cv2
 
     folder, checkpoint = locate(run_or_checkpoint)
-    spec = loads(folder.spec_file.read_text(), str(folder.spec_file))
+    spec = build.read_run_spec(folder)
     dataset = DATASETS[spec.data.dataset]
     if output_format == "cityscapes" and not issubclass(dataset, CityscapesLayout):
         raise UserError(f"--format cityscapes needs a Cityscapes run; {folder.path} trained on {spec.data.dataset}")
-    task = build_task(spec, load_weights=False)
+    task = build.task(spec, load_weights=False)
     task.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"])
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = task.model.to(device).eval()

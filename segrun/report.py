@@ -7,13 +7,11 @@ import statistics
 from pathlib import Path
 
 import attrs
-import torch
 
-from segrun import models
-from segrun.data import DATASETS
+from segrun import build
 from segrun.errors import UserError
 from segrun.run_folder import RunFolder
-from segrun.spec import Spec, loads, spec_hash
+from segrun.spec import Spec, spec_hash
 
 
 @attrs.frozen
@@ -44,9 +42,7 @@ def find_runs(patterns) -> list[RunFolder]:
 def _parameters(spec: Spec, cache: dict) -> int:
     key = (spec.model, spec.data.dataset)
     if key not in cache:
-        with torch.device("meta"):
-            model = models.create(spec.model.name, DATASETS[spec.data.dataset].num_classes, **models.model_params(spec.model))
-        cache[key] = sum(p.numel() for p in model.parameters())
+        cache[key] = build.parameter_count(spec)
     return cache[key]
 
 
@@ -54,7 +50,7 @@ def load_results(patterns) -> list[RunResult]:
     cache: dict = {}
     results = []
     for folder in find_runs(patterns):
-        spec = loads(folder.spec_file.read_text(), str(folder.spec_file))
+        spec = build.read_run_spec(folder)
         results.append(RunResult(folder, spec, json.loads(folder.metrics_file.read_text()), _parameters(spec, cache)))
     return results
 

@@ -2,7 +2,7 @@
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from segrun import models
+from segrun import build, models
 from segrun.data import DATASETS
 from segrun.spec import Spec
 
@@ -19,7 +19,7 @@ def summarize(spec: Spec, size: tuple[int, int] | None = None) -> str:
     size = size or crop_size(spec)
     num_classes = DATASETS[spec.data.dataset].num_classes
     with torch.device("meta"):  # shapes only: nothing is allocated or computed
-        model = models.create(spec.model.name, num_classes, **models.model_params(spec.model))
+        model = build.model(spec)
         images = torch.empty(2, 3, *size)  # two: training-mode batch norm after global pooling needs > 1 value
     parameters = sum(p.numel() for p in model.parameters())
     counter = FlopCounterMode(display=False)

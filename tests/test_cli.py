@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from segrun import spec
+from segrun import build
 from segrun.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -13,10 +13,10 @@ REPO = Path(__file__).resolve().parents[1]
 def test_show_prints_a_spec_that_loads_back_equal(tmp_path, capsys):
     assert main(["show", str(REPO / "specs" / "quickstart.toml"), "trainer.epochs=3"]) == 0
     printed = capsys.readouterr().out
-    expected = spec.load(REPO / "specs" / "quickstart.toml", ["trainer.epochs=3"])
-    assert spec.loads(printed) == expected
+    expected = build.load_spec(REPO / "specs" / "quickstart.toml", ["trainer.epochs=3"])
+    assert build.read_spec(printed) == expected
     (tmp_path / "shown.toml").write_text(printed)
-    assert spec.load(tmp_path / "shown.toml") == expected
+    assert build.load_spec(tmp_path / "shown.toml") == expected
 
 
 def test_user_errors_exit_2_with_one_line_and_no_traceback(write_spec, minimal_spec):

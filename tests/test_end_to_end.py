@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from segrun import runner, spec
+from segrun import build, runner, spec
 from segrun.cli import main
 from segrun.resolve import resolve
 from segrun.task import SegmentationTask
@@ -23,9 +23,9 @@ def logged_losses(folder, version=0):
 
 def test_training_writes_a_complete_run_folder_and_the_loss_falls(tiny, tmp_path, capsys):
     assert main([str(tiny), "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
-    loaded = spec.load(tiny)
+    loaded = build.load_spec(tiny)
     folder = tmp_path / "runs" / f"tiny-{spec.spec_hash(resolve(loaded))}"
-    assert spec.loads((folder / "spec.toml").read_text()) == resolve(loaded)  # "auto" resolved for this machine
+    assert build.read_spec((folder / "spec.toml").read_text()) == resolve(loaded)  # "auto" resolved for this machine
     assert (folder / "checkpoints" / "last.ckpt").is_file()
     assert list((folder / "checkpoints").glob("best-epoch=*.ckpt"))
     assert list((folder / "logs" / "tensorboard").rglob("events.out.tfevents.*"))
@@ -45,12 +45,12 @@ def test_training_writes_a_complete_run_folder_and_the_loss_falls(tiny, tmp_path
     assert "already holds this finished run" in capsys.readouterr().out
     assert (folder / "metrics.json").stat().st_mtime == finished_at
     assert main([str(tiny), "trainer.max_steps=2", "--runs", str(tmp_path / "runs"), "--no-progress", "--force"]) == 0
-    forced = spec.load(tiny, ["trainer.max_steps=2"])
+    forced = build.load_spec(tiny, ["trainer.max_steps=2"])
     assert (tmp_path / "runs" / f"tiny-{spec.spec_hash(resolve(forced))}" / "metrics.json").is_file()
 
 
 def test_an_interrupted_run_resumes_where_it_stopped(tiny, tmp_path, monkeypatch):
-    loaded = spec.load(tiny)
+    loaded = build.load_spec(tiny)
     real_step = SegmentationTask.training_step
 
     def step_then_crash(self, batch, batch_index):
@@ -84,7 +84,7 @@ def test_each_model_trains_a_few_steps_and_evaluates(name, tmp_path, tiny_spec, 
     path = tiny_spec(STUDY_LOSSES[outputs])
     overrides = [f"model.name={name}", "trainer.max_steps=2", "eval.scales=[0.5, 1.0]"]
     assert main([str(path), *overrides, "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
-    folder = tmp_path / "runs" / f"tiny-{spec.spec_hash(resolve(spec.load(path, overrides)))}"
+    folder = tmp_path / "runs" / f"tiny-{spec.spec_hash(resolve(build.load_spec(path, overrides)))}"
     assert (folder / "metrics.json").is_file()
 
     assert main(["eval", str(folder), "--scales", "1.0,0.75", "--flip", "--sliding", "48x64", "--no-progress"]) == 0
@@ -98,7 +98,7 @@ def test_rmi_training_in_bf16_mixed_precision(tmp_path, tiny_spec):
     path = tiny_spec()
     overrides = ['loss=[{name = "rmi"}]', 'trainer.precision="bf16-mixed"', "trainer.max_steps=3"]
     assert main([str(path), *overrides, "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
-    folder = runner.RunFolder(tmp_path / "runs" / f"tiny-{spec.spec_hash(resolve(spec.load(path, overrides)))}")
+    folder = runner.RunFolder(tmp_path / "runs" / f"tiny-{spec.spec_hash(resolve(build.load_spec(path, overrides)))}")
     losses = [loss for _, loss in logged_losses(folder)]
     assert len(losses) == 3 and all(loss == loss and abs(loss) < 1e6 for loss in losses)
 
@@ -114,7 +114,7 @@ def test_last_checkpoint_follows_training_when_the_best_stays_early(tiny, tmp_pa
         return {**real_compute(self), "mIoU": torch.tensor(1.0 / len(calls), dtype=torch.float64)}
 
     monkeypatch.setattr(MeanIoU, "compute", worse_every_time)
-    folder = runner.train(spec.load(tiny), tmp_path / "runs", progress=False)
+    folder = runner.train(build.load_spec(tiny), tmp_path / "runs", progress=False)
     assert [p.name for p in sorted(folder.checkpoints.glob("*.ckpt"))] == ["best-epoch=000.ckpt", "last.ckpt"]
     last = torch.load(folder.checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
     assert (last["epoch"], last["global_step"]) == (2, 12)

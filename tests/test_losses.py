@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from segrun import losses
-from segrun.losses import LOSSES, OptionError
+from segrun.losses import LOSSES, OptionError, option_names
 from segrun.ops import rmi_lower_bound
 
 WEIGHTED = {"wce", "wrmi"}
@@ -131,24 +131,26 @@ def test_rmi_on_maps_smaller_than_its_neighbourhood_is_a_clear_error():
 
 
 def test_create_checks_weights_and_options():
-    with pytest.raises(ValueError, match="needs 3 class weights"):
+    with pytest.raises(OptionError, match=r"class_weights: expected 3 class weights \(one per class\), got 1"):
         losses.create("wce", 3, class_weights=[1.0])
-    with pytest.raises(ValueError, match="takes no class weights"):
+    with pytest.raises(OptionError, match="loss ce takes no class_weights"):
         losses.create("ce", 3, class_weights=[1.0, 1.0, 1.0])
     with pytest.raises(ValueError, match="unknown loss 'dice'"):
         losses.create("dice", 3)
-    with pytest.raises(OptionError, match="loss ce takes no rmi_radius"):
-        losses.create("ce", 3, rmi_radius=3)
-    with pytest.raises(OptionError, match="rmi_pool_stride: max pooling needs the stride equal to rmi_pool_size"):
-        losses.create("rmi", 3, rmi_pool_size=3, rmi_pool_stride=2)
-    assert losses.create("rmi", 3, rmi_pool="interpolate", rmi_pool_size=3, rmi_pool_stride=2).pool_stride == 2
+    with pytest.raises(OptionError, match="loss ce takes no option radius"):
+        losses.create("ce", 3, radius=3)
+    with pytest.raises(OptionError, match="rmi_radius: renamed to radius"):
+        losses.create("rmi", 3, rmi_radius=3)
+    with pytest.raises(OptionError, match="pool_stride: max pooling needs the stride equal to pool_size"):
+        losses.create("rmi", 3, pool_size=3, pool_stride=2)
+    assert losses.create("rmi", 3, pool="interpolate", pool_size=3, pool_stride=2).pool_stride == 2
 
 
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_every_declared_option_is_accepted(name):
-    values = {"rmi_radius": 2, "rmi_pool": "avg", "rmi_pool_size": 4, "rmi_pool_stride": 4, "rmi_lambda": 0.3,
-              "rmi_lambda_mode": "additive", "topk_percent": 5.0, "dice_smooth": 1.0, "dice_background": True}
-    options = {key: values[key] for key in LOSSES[name].options}
+    values = {"radius": 2, "pool": "avg", "pool_size": 4, "pool_stride": 4, "weight_lambda": 0.3,
+              "lambda_mode": "additive", "percent": 5.0, "smooth": 1.0, "background": True}
+    options = {key: values[key] for key in option_names(LOSSES[name])}
     loss = make(name, 3) if not options else (
         losses.create(name, 3, class_weights=[1.0] * 3 if name in WEIGHTED else None, **options))
     logits = torch.randn(1, 3, 12, 12, requires_grad=True)
@@ -158,6 +160,6 @@ def test_every_declared_option_is_accepted(name):
 def test_rmi_options_change_the_value():
     logits, labels = torch.randn(1, 3, 24, 24), torch.randint(0, 3, (1, 24, 24))
     base = float(losses.create("rmi", 3)(logits, labels))
-    for options in ({"rmi_radius": 2}, {"rmi_pool": "avg", "rmi_pool_size": 4, "rmi_pool_stride": 4},
-                    {"rmi_lambda": 0.2}, {"rmi_lambda_mode": "additive"}):
+    for options in ({"radius": 2}, {"pool": "avg", "pool_size": 4, "pool_stride": 4},
+                    {"weight_lambda": 0.2}, {"lambda_mode": "additive"}):
         assert float(losses.create("rmi", 3, **options)(logits, labels)) != pytest.approx(base)

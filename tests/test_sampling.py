@@ -3,9 +3,10 @@ import csv
 
 import pytest
 
+from segrun.build import load_spec
 from segrun.cli import main
 from segrun.data.sampling import coarse_count, epoch_indices, total_optimizer_steps
-from segrun.spec import SpecError, load
+from segrun.spec import SpecError
 
 
 def test_coarse_share_falls_linearly_from_all_to_none():
@@ -28,7 +29,7 @@ def test_every_fine_sample_each_epoch_and_the_scheduled_coarse_subset():
 
 def test_the_schedule_needs_a_dataset_that_mixes_fine_and_coarse(tiny_spec):
     with pytest.raises(SpecError, match=r"data\.coarse_schedule: dataset cityscapes does not mix fine and coarse"):
-        load(tiny_spec(), ['data.coarse_schedule="linear_decay"'])
+        load_spec(tiny_spec(), ['data.coarse_schedule="linear_decay"'])
 
 
 def test_a_run_with_the_decaying_schedule_takes_fewer_steps_each_epoch(tiny_spec, tmp_path):

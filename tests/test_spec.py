@@ -2,14 +2,14 @@ from pathlib import Path
 
 import pytest
 
-from segrun import spec
+from segrun import build, spec
 from segrun.spec import SpecError
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_minimal_spec_gets_defaults(write_spec, minimal_spec):
-    loaded = spec.load(write_spec(minimal_spec))
+    loaded = build.load_spec(write_spec(minimal_spec))
     assert loaded.name == "tiny"
     assert loaded.model.name == "hrnet" and loaded.model.backbone == "hrnet_w48"
     assert [loss.name for loss in loaded.loss] == ["ce"]
@@ -19,9 +19,9 @@ def test_minimal_spec_gets_defaults(write_spec, minimal_spec):
 @pytest.mark.parametrize("path", sorted(p for p in (REPO / "specs").glob("*.toml") if not p.name.endswith("_chain.toml")),
                          ids=lambda p: p.name)
 def test_shipped_specs_round_trip(path):
-    loaded = spec.load(path)
-    assert spec.loads(spec.dumps(loaded)) == loaded
-    assert spec.spec_hash(spec.loads(spec.dumps(loaded))) == spec.spec_hash(loaded)
+    loaded = build.load_spec(path)
+    assert build.read_spec(spec.dumps(loaded)) == loaded
+    assert spec.spec_hash(build.read_spec(spec.dumps(loaded))) == spec.spec_hash(loaded)
 
 
 def test_extends_merges_tables_and_replaces_arrays(write_spec):
@@ -49,7 +49,7 @@ name = "Normalize"
 [trainer]
 epochs = 20
 """, "child.toml")
-    loaded = spec.load(child)
+    loaded = build.load_spec(child)
     assert loaded.name == "child" and loaded.seed == 3
     assert loaded.data.root == "base-root" and loaded.data.batch_size == 8
     assert [step.name for step in loaded.data.train_pipeline] == ["Normalize"]
@@ -61,12 +61,12 @@ def test_extends_chain_of_three(tmp_path, write_spec):
     write_spec('name = "a"\n[data]\nroot = "r"\n[trainer]\nepochs = 2\n', "bases/a.toml")
     write_spec('extends = "a.toml"\n[trainer]\nepochs = 3\n', "bases/b.toml")
     child = write_spec('extends = "bases/b.toml"\nname = "c"\n')
-    loaded = spec.load(child)
+    loaded = build.load_spec(child)
     assert (loaded.name, loaded.data.root, loaded.trainer.epochs) == ("c", "r", 3)
 
 
 def test_overrides_use_toml_values(write_spec, minimal_spec):
-    loaded = spec.load(write_spec(minimal_spec), [
+    loaded = build.load_spec(write_spec(minimal_spec), [
         "trainer.epochs=400", "model.name=hrnet", 'model.backbone="hrnet_w18"', "optimizer.lr=2e-3",
         "optimizer.betas=[0.8, 0.9]", "trainer.sync_batchnorm=true", "data.synthetic.height=64",
     ])
@@ -79,15 +79,15 @@ def test_overrides_use_toml_values(write_spec, minimal_spec):
 
 def test_override_indexes_arrays_of_tables(write_spec, minimal_spec):
     path = write_spec(minimal_spec + '[[loss]]\nname = "ce"\n')
-    assert spec.load(path, ["loss.0.weight=0.4"]).loss[0].weight == 0.4
+    assert build.load_spec(path, ["loss.0.weight=0.4"]).loss[0].weight == 0.4
     with pytest.raises(SpecError, match=r"override 'loss\.3\.weight=1': loss is an array of 1; index it with 0\.\.0"):
-        spec.load(path, ["loss.3.weight=1"])
+        build.load_spec(path, ["loss.3.weight=1"])
 
 
 def test_resolved_spec_hash_ignores_spelling_but_not_values(write_spec, minimal_spec):
-    a = spec.load(write_spec(minimal_spec))
-    b = spec.load(write_spec("seed = 0\n" + minimal_spec + "[trainer]\nepochs = 1\n", "b.toml"))
-    c = spec.load(write_spec("seed = 1\n" + minimal_spec, "c.toml"))
+    a = build.load_spec(write_spec(minimal_spec))
+    b = build.load_spec(write_spec("seed = 0\n" + minimal_spec + "[trainer]\nepochs = 1\n", "b.toml"))
+    c = build.load_spec(write_spec("seed = 1\n" + minimal_spec, "c.toml"))
     assert spec.spec_hash(a) == spec.spec_hash(b) != spec.spec_hash(c)
     assert len(spec.spec_hash(a)) == 8
 
@@ -127,12 +127,17 @@ ERROR_CASES = {
     "mscale on a plain model": ("[model]\nmscale_training = false\n", [], r"model\.mscale_training: model hrnet has no multi-scale training"),
     "ms scales without 1.0": ('[model]\nname = "hrnet_ocr_ms"\nmscale_training = false\n[[loss]]\n[[loss]]\n[eval]\nscales = [0.5, 2.0]\n', [], r"eval\.scales: hrnet_ocr_ms fuses scales into the 1\.0 prediction"),
     "bad scales": ("[eval]\nscales = [0.0]\n", [], r"eval\.scales: expected a non-empty list of scales in \(0, 8\]"),
-    "loss option on another loss": ('[[loss]]\nname = "ce"\nrmi_radius = 3\n', [], r"loss\.0\.rmi_radius: loss ce takes no rmi_radius \(it takes: no options\)"),
-    "rmi radius 0": ('[[loss]]\nname = "rmi"\nrmi_radius = 0\n', [], r"loss\.0\.rmi_radius: expected a number in \[1, 10\], got 0"),
-    "rmi stride mismatch": ('[[loss]]\nname = "rmi"\nrmi_pool_size = 4\nrmi_pool_stride = 3\n', [], r"loss\.0\.rmi_pool_stride: max pooling needs the stride equal to rmi_pool_size \(4\)"),
-    "rmi pool kind": ('[[loss]]\nname = "rmi"\nrmi_pool = "mean"\n', [], r"loss\.0\.rmi_pool: expected one of 'max', 'avg', 'interpolate', got 'mean'"),
+    "loss option on another loss": ('[[loss]]\nname = "ce"\nradius = 3\n', [], r"loss\.0\.radius: loss ce takes no option radius \(it takes: no options\)"),
+    "misspelt loss option": ('[[loss]]\nname = "rmi"\nradious = 3\n', [], r"loss\.0\.radious: loss rmi takes no option radious; did you mean radius\? \(it takes: radius, pool,"),
+    "old loss option name": ('[[loss]]\nname = "rmi"\nrmi_radius = 3\n', [], r"loss\.0\.rmi_radius: renamed to radius$"),
+    "rmi radius 0": ('[[loss]]\nname = "rmi"\nradius = 0\n', [], r"loss\.0\.radius: expected an integer in \[1, 10\], got 0"),
+    "rmi radius type": ('[[loss]]\nname = "rmi"\nradius = "3"\n', [], r"loss\.0\.radius: expected an integer, got '3'"),
+    "rmi stride mismatch": ('[[loss]]\nname = "rmi"\npool_size = 4\npool_stride = 3\n', [], r"loss\.0\.pool_stride: max pooling needs the stride equal to pool_size \(4\)"),
+    "rmi pool kind": ('[[loss]]\nname = "rmi"\npool = "mean"\n', [], r"loss\.0\.pool: expected one of 'max', 'avg', 'interpolate', got 'mean'"),
+    "dice background type": ('[[loss]]\nname = "dc"\nbackground = 1\n', [], r"loss\.0\.background: expected one of True, False, got 1"),
+    "loss option by override": ('[[loss]]\nname = "ce"\n', ['loss.0.percent=5'], r"override 'loss\.0\.percent=5': loss\.0\.percent: loss ce takes no option percent"),
     "wrmi weights length": ('[[loss]]\nname = "wrmi"\nclass_weights = [1.0]\n', [], r"loss\.0\.class_weights: expected 19 class weights"),
-    "topk percent": ('[[loss]]\nname = "topk"\ntopk_percent = 0\n', [], r"loss\.0\.topk_percent: expected a number in \(0\.0, 100\.0\]"),
+    "topk percent": ('[[loss]]\nname = "topk"\npercent = 0\n', [], r"loss\.0\.percent: expected a number in \(0\.0, 100\.0\]"),
     "bad window": ("[eval]\nsliding = [512]\n", [], r"eval\.sliding: expected an array of 2 integers, got \[512\]"),
 }
 
@@ -140,35 +145,35 @@ ERROR_CASES = {
 @pytest.mark.parametrize("body, overrides, message", ERROR_CASES.values(), ids=ERROR_CASES.keys())
 def test_errors_name_file_key_and_fix(write_spec, body, overrides, message, minimal_spec):
     with pytest.raises(SpecError, match=message) as error:
-        spec.load(write_spec(minimal_spec + body), overrides)
+        build.load_spec(write_spec(minimal_spec + body), overrides)
     assert "\n" not in str(error.value)
 
 
 def test_missing_required_key(write_spec):
     with pytest.raises(SpecError, match=r"spec\.toml: data: missing required key \(a table\)"):
-        spec.load(write_spec('name = "x"\n'))
+        build.load_spec(write_spec('name = "x"\n'))
 
 
 def test_missing_spec_file(tmp_path):
     with pytest.raises(SpecError, match=r"nope\.toml: no such spec file"):
-        spec.load(tmp_path / "nope.toml")
+        build.load_spec(tmp_path / "nope.toml")
 
 
 def test_missing_extends_file_names_the_file_that_extends(write_spec, minimal_spec):
     path = write_spec('extends = "base.toml"\n' + minimal_spec)
     with pytest.raises(SpecError, match=r"spec\.toml: extends: no such file .*base\.toml; the path is relative to"):
-        spec.load(path)
+        build.load_spec(path)
 
 
 def test_extends_cycle(write_spec):
     first = write_spec('extends = "b.toml"\nname = "a"\n', "a.toml")
     write_spec('extends = "a.toml"\n', "b.toml")
     with pytest.raises(SpecError, match=r"b\.toml: extends: cycle .*a\.toml -> .*b\.toml -> .*a\.toml; remove one"):
-        spec.load(first)
+        build.load_spec(first)
 
 
 def test_error_names_the_base_file_a_bad_key_came_from(write_spec, minimal_spec):
     write_spec(minimal_spec + "[trainer]\nepochs = -1\n", "base.toml")
     child = write_spec('extends = "base.toml"\nseed = 2\n', "child.toml")
     with pytest.raises(SpecError, match=r"base\.toml: trainer\.epochs: expected a number >= 1"):
-        spec.load(child)
+        build.load_spec(child)

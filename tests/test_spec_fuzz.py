@@ -6,7 +6,7 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from segrun import spec
+from segrun import build, spec
 from segrun.spec import SpecError
 
 KEYS = ["name", "seed", "init", "extends", "data", "root", "dataset", "batch_size", "num_workers", "synthetic",
@@ -46,7 +46,7 @@ overrides = st.one_of(
 
 def load_outcome(path, override_list):
     try:
-        return spec.load(path, override_list)
+        return build.load_spec(path, override_list)
     except SpecError as error:
         assert "\n" not in str(error)
         return error
@@ -59,7 +59,7 @@ def test_any_document_and_overrides_load_or_raise_spec_error(tmp_path, document,
     path.write_text(tomli_w.dumps(document))
     outcome = load_outcome(path, override_list)
     if isinstance(outcome, spec.Spec):
-        assert spec.loads(spec.dumps(outcome)) == outcome
+        assert build.read_spec(spec.dumps(outcome)) == outcome
 
 
 VALID = {"name": "ok", "data": {"root": "r"}}
@@ -72,7 +72,7 @@ def test_overrides_on_a_valid_spec_load_or_raise_spec_error(tmp_path, override_l
     path.write_text(tomli_w.dumps(VALID))
     outcome = load_outcome(path, override_list)
     if isinstance(outcome, spec.Spec):
-        assert spec.loads(spec.dumps(outcome)) == outcome
+        assert build.read_spec(spec.dumps(outcome)) == outcome
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

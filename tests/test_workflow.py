@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from segrun import lineage, runner, spec
+from segrun import build, lineage, runner, spec
 from segrun.cli import main
 from segrun.errors import UserError
 from segrun.losses.cross_entropy import CrossEntropy
@@ -96,11 +96,11 @@ def test_predict_in_every_format_skipping_unreadable_files(tiny, tmp_path, capsy
 
 def test_metrics_json_records_lineage(tiny, tmp_path):
     started = time.monotonic()
-    folder = runner.train(spec.load(tiny), tmp_path / "runs", progress=False)
+    folder = runner.train(build.load_spec(tiny), tmp_path / "runs", progress=False)
     wall = time.monotonic() - started
     metrics = json.loads(folder.metrics_file.read_text())
     assert 0 < metrics["train_seconds"] <= wall
-    assert metrics["spec_hash"] == spec.spec_hash(resolve(spec.load(tiny))) and metrics["init"] is None
+    assert metrics["spec_hash"] == spec.spec_hash(resolve(build.load_spec(tiny))) and metrics["init"] is None
     assert metrics["packages"]["torch"] and metrics["packages"]["segrun"]
     assert metrics["devices"] and metrics["train_seconds"] > 0 and metrics["validation_seconds_per_image"] > 0
     assert "segrun_commit" in metrics and "peak_gpu_memory_gb" in metrics
@@ -136,7 +136,7 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny, tmp_
         return loss * float("nan") if len(calls) == 3 else loss
 
     monkeypatch.setattr(CrossEntropy, "compute", nan_on_third_step)
-    loaded = spec.load(tiny, ["trainer.epochs=2"])
+    loaded = build.load_spec(tiny, ["trainer.epochs=2"])
     with pytest.raises(UserError, match=r"the training loss became nan at step 2 \(epoch 1\); the last good checkpoint is checkpoints/last\.ckpt"):
         runner.train(loaded, tmp_path / "runs", progress=False)
     folder = runner.run_folder_for(resolve(loaded), tmp_path / "runs")
@@ -146,7 +146,7 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny, tmp_
 
 
 def test_a_checkpoint_write_that_fails_midway_leaves_the_previous_checkpoint_whole(tiny, tmp_path, monkeypatch):
-    loaded = resolve(spec.load(tiny))
+    loaded = resolve(build.load_spec(tiny))
     folder = runner.run_folder_for(loaded, tmp_path / "runs")
     checkpoint_io = runner.build_trainer(loaded, folder, progress=False).strategy.checkpoint_io
     assert isinstance(checkpoint_io, runner.AtomicCheckpointIO)

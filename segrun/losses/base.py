@@ -1,15 +1,33 @@
-"""What every loss shares: float32 math outside autocast, and the valid-pixel mask."""
+"""What every loss shares: float32 math outside autocast, the valid-pixel mask, option checks."""
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 
 class OptionError(ValueError):
-    """An invalid loss option; `key` is its spec name (e.g. rmi_pool_stride)."""
+    """An invalid loss option; `key` is its key in the spec's [[loss]] table (e.g. pool_stride)."""
 
     def __init__(self, key: str, problem: str):
         super().__init__(f"{key}: {problem}")
         self.key, self.problem = key, problem
+
+
+def check_number(key: str, value, low: float, high: float = math.inf, integer: bool = False,
+                 low_open: bool = False) -> None:
+    """OptionError unless `value` is a number (an integer with `integer`) in [low, high], or in
+    (low, high] with `low_open`."""
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        raise OptionError(key, f"expected {kind}, got {value!r}")
+    if not (low < value if low_open else low <= value) or value > high:
+        raise OptionError(key, f"expected {kind} in {'(' if low_open else '['}{low}, {high}], got {value!r}")
+
+
+def check_choice(key: str, value, choices) -> None:
+    if value not in choices or isinstance(value, bool) != isinstance(choices[0], bool):
+        raise OptionError(key, f"expected one of {', '.join(repr(c) for c in choices)}, got {value!r}")
 
 
 class PixelLoss(nn.Module):
@@ -17,8 +35,7 @@ class PixelLoss(nn.Module):
     which always sees float32 logits with autocast off: losses sum over many pixels, and the
     RMI algebra needs more precision than half types give."""
 
-    takes_class_weights = False
-    options: tuple[str, ...] = ()  # the spec's [[loss]] keys this loss takes, as keyword arguments
+    takes_class_weights = False  # the weighted variants require class_weights, the others refuse them
 
     def __init__(self, ignore_index: int = 255):
         super().__init__()

@@ -13,16 +13,21 @@ Ignored pixels are masked out of probabilities and targets everywhere.
 import torch
 import torch.nn.functional as F
 
-from segrun.losses.base import PixelLoss, cross_entropy
+from segrun.losses.base import PixelLoss, check_choice, check_number, cross_entropy
+
+
+def first_counted_class(smooth: float, background: bool) -> int:
+    """Checks the Dice options `smooth` (>= 0) and `background` (count class 0 in the Dice term)."""
+    check_number("smooth", smooth, 0.0)
+    check_choice("background", background, (True, False))
+    return 0 if background else 1
 
 
 class Dice(PixelLoss):
-    options = ("dice_smooth", "dice_background")
-
-    def __init__(self, ignore_index: int = 255, dice_smooth: float = 0.0, dice_background: bool = True):
+    def __init__(self, ignore_index: int = 255, smooth: float = 0.0, background: bool = True):
         super().__init__(ignore_index)
-        self.smooth = dice_smooth
-        self.first_class = 0 if dice_background else 1
+        self.first_class = first_counted_class(smooth, background)
+        self.smooth = smooth
 
     def compute(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         one_hot, mask = self.valid_one_hot(target, logits.shape[1])
@@ -52,12 +57,10 @@ def batch_dice_term(logits: torch.Tensor, one_hot: torch.Tensor, mask: torch.Ten
 
 
 class DiceCE(PixelLoss):
-    options = ("dice_smooth", "dice_background")
-
-    def __init__(self, ignore_index: int = 255, dice_smooth: float = 0.0, dice_background: bool = False):
+    def __init__(self, ignore_index: int = 255, smooth: float = 0.0, background: bool = False):
         super().__init__(ignore_index)
-        self.smooth = dice_smooth
-        self.first_class = 0 if dice_background else 1
+        self.first_class = first_counted_class(smooth, background)
+        self.smooth = smooth
 
     def pixel_term(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return cross_entropy(logits, target, self.ignore_index)
@@ -67,6 +70,12 @@ class DiceCE(PixelLoss):
         return self.pixel_term(logits, target) + batch_dice_term(logits, one_hot, mask, self.smooth, self.first_class)
 
 
+def checked_percent(percent: float) -> float:
+    """The TopK option `percent`: the share of pixels with the largest cross entropy, in (0, 100]."""
+    check_number("percent", percent, 0.0, 100.0, low_open=True)
+    return percent
+
+
 def top_k_cross_entropy(logits: torch.Tensor, target: torch.Tensor, ignore_index: int, percent: float) -> torch.Tensor:
     per_pixel = F.cross_entropy(logits, target.long(), ignore_index=ignore_index, reduction="none").flatten()
     count = max(1, int(per_pixel.numel() * percent / 100))
@@ -74,11 +83,9 @@ def top_k_cross_entropy(logits: torch.Tensor, target: torch.Tensor, ignore_index
 
 
 class TopK(PixelLoss):
-    options = ("topk_percent",)
-
-    def __init__(self, ignore_index: int = 255, topk_percent: float = 10.0):
+    def __init__(self, ignore_index: int = 255, percent: float = 10.0):
         super().__init__(ignore_index)
-        self.percent = topk_percent
+        self.percent = checked_percent(percent)
 
     def compute(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return top_k_cross_entropy(logits, target, self.ignore_index, self.percent)
@@ -87,12 +94,9 @@ class TopK(PixelLoss):
 class DiceTopK(DiceCE):
     """DiceCE with TopK in place of the plain cross entropy."""
 
-    options = ("topk_percent", "dice_smooth", "dice_background")
-
-    def __init__(self, ignore_index: int = 255, topk_percent: float = 10.0, dice_smooth: float = 0.0,
-                 dice_background: bool = False):
-        super().__init__(ignore_index, dice_smooth, dice_background)
-        self.percent = topk_percent
+    def __init__(self, ignore_index: int = 255, percent: float = 10.0, smooth: float = 0.0, background: bool = False):
+        super().__init__(ignore_index, smooth, background)
+        self.percent = checked_percent(percent)
 
     def pixel_term(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return top_k_cross_entropy(logits, target, self.ignore_index, self.percent)

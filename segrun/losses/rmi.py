@@ -11,7 +11,7 @@ pooled one-hot labels and pooled probabilities sigmoid(logits) * valid + 1e-6.
 import torch
 import torch.nn.functional as F
 
-from segrun.losses.base import OptionError, PixelLoss
+from segrun.losses.base import OptionError, PixelLoss, check_choice, check_number
 from segrun.ops import rmi_lower_bound
 
 PROBABILITY_FLOOR = 1e-6
@@ -20,18 +20,28 @@ LAMBDA_MODES = ("weighted", "additive")
 
 
 class RMI(PixelLoss):
-    options = ("rmi_radius", "rmi_pool", "rmi_pool_size", "rmi_pool_stride", "rmi_lambda", "rmi_lambda_mode")
+    """Options (the study's values as defaults): `radius` of the square neighbourhood (3),
+    `pool` ("max"; NVIDIA's code: "avg"), `pool_size` and `pool_stride` (3; equal for max and avg),
+    `weight_lambda` (0.5) and `lambda_mode` ("weighted" or "additive", see above)."""
 
-    def __init__(self, ignore_index: int = 255, rmi_radius: int = 3, rmi_pool: str = "max", rmi_pool_size: int = 3,
-                 rmi_pool_stride: int = 3, rmi_lambda: float = 0.5, rmi_lambda_mode: str = "weighted"):
+    def __init__(self, ignore_index: int = 255, radius: int = 3, pool: str = "max", pool_size: int = 3,
+                 pool_stride: int = 3, weight_lambda: float = 0.5, lambda_mode: str = "weighted"):
         super().__init__(ignore_index)
-        check_rmi_options(rmi_radius, rmi_pool, rmi_pool_size, rmi_pool_stride, rmi_lambda, rmi_lambda_mode)
-        self.radius = rmi_radius
-        self.pool = rmi_pool
-        self.pool_size = rmi_pool_size
-        self.pool_stride = rmi_pool_stride
-        self.weight_lambda = rmi_lambda
-        self.lambda_mode = rmi_lambda_mode
+        check_number("radius", radius, 1, 10, integer=True)
+        check_choice("pool", pool, POOLS)
+        check_number("pool_size", pool_size, 1, integer=True)
+        check_number("pool_stride", pool_stride, 1, integer=True)
+        if pool in ("max", "avg") and pool_size != pool_stride:
+            raise OptionError("pool_stride", f"{pool} pooling needs the stride equal to pool_size ({pool_size}), "
+                              f"as the original RMI requires; got {pool_stride}")
+        check_number("weight_lambda", weight_lambda, 0.0, 1.0)
+        check_choice("lambda_mode", lambda_mode, LAMBDA_MODES)
+        self.radius = radius
+        self.pool = pool
+        self.pool_size = pool_size
+        self.pool_stride = pool_stride
+        self.weight_lambda = weight_lambda
+        self.lambda_mode = lambda_mode
         self.register_buffer("class_weights", None)
 
     def _pooled(self, maps: torch.Tensor, nearest: bool) -> torch.Tensor:
@@ -70,20 +80,3 @@ class WeightedRMI(RMI):
     def __init__(self, class_weights, ignore_index: int = 255, **rmi_options):
         super().__init__(ignore_index, **rmi_options)
         self.class_weights = torch.as_tensor(class_weights, dtype=torch.float32)
-
-
-def check_rmi_options(radius, pool, pool_size, pool_stride, weight_lambda, lambda_mode) -> None:
-    """OptionError naming the spec key of the first invalid option."""
-    if not 1 <= radius <= 10:
-        raise OptionError("rmi_radius", f"expected 1 to 10, got {radius}")
-    if pool not in POOLS:
-        raise OptionError("rmi_pool", f"expected one of {', '.join(POOLS)}, got {pool!r}")
-    if pool_size < 1 or pool_stride < 1:
-        raise OptionError("rmi_pool_size", f"pool size and stride must be >= 1, got {pool_size} and {pool_stride}")
-    if pool in ("max", "avg") and pool_size != pool_stride:
-        raise OptionError("rmi_pool_stride", f"{pool} pooling needs the stride equal to rmi_pool_size ({pool_size}), "
-                          f"as the original RMI requires; got {pool_stride}")
-    if not 0 <= weight_lambda <= 1:
-        raise OptionError("rmi_lambda", f"expected a number in [0, 1], got {weight_lambda}")
-    if lambda_mode not in LAMBDA_MODES:
-        raise OptionError("rmi_lambda_mode", f"expected one of {', '.join(LAMBDA_MODES)}, got {lambda_mode!r}")

@@ -1,5 +1,9 @@
-"""The experiment spec: `load(path, overrides)` -> frozen `Spec`, or a one-line `SpecError`."""
-from segrun.spec.loader import SpecError, dumps, load, loads, spec_hash
+"""The experiment spec: `load(path, overrides)` -> frozen `Spec`, or a one-line `SpecError`.
+
+This layer knows TOML and types only: it imports neither torch nor the rest of segrun. The checks
+that need the registries (names, one loss per model output, loss options, pipelines) live in
+segrun.build, whose `load_spec` is what commands call."""
+from segrun.spec.loader import KeyProblem, SpecError, dumps, load, loads, spec_hash
 from segrun.spec.schema import (
     DataSpec,
     EvalSpec,
@@ -14,6 +18,6 @@ from segrun.spec.schema import (
 )
 
 __all__ = [
-    "DataSpec", "EvalSpec", "LossSpec", "ModelSpec", "OptimizerSpec", "ScheduleSpec", "Spec", "SpecError",
+    "DataSpec", "EvalSpec", "KeyProblem", "LossSpec", "ModelSpec", "OptimizerSpec", "ScheduleSpec", "Spec", "SpecError",
     "SyntheticData", "TrainerSpec", "TransformStep", "dumps", "load", "loads", "spec_hash",
 ]

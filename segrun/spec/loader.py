@@ -17,7 +17,7 @@ import attrs
 import tomli_w
 
 from segrun.errors import UserError, closest, did_you_mean
-from segrun.spec.schema import Spec, TransformStep
+from segrun.spec.schema import LossSpec, Spec, TransformStep
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -141,7 +141,10 @@ def apply_override(table: dict, origins: Origins, override: str) -> None:
 
 # ---- conversion into attrs classes ----------------------------------------------------------
 
-class _Invalid(Exception):
+class KeyProblem(Exception):
+    """What is wrong with the value at `path` of a spec; load() turns it into a SpecError naming the
+    file or override that wrote that key. Checks outside this package (segrun.build) raise it too."""
+
     def __init__(self, path: KeyPath, problem: str):
         super().__init__(problem)
         self.path = path
@@ -180,69 +183,81 @@ def _convert(value, type_, path: KeyPath):
         if isinstance(value, type(args[0])) and value in args:
             return value
         hint = did_you_mean(value, args) if isinstance(value, str) else ""
-        raise _Invalid(path, f"expected {_describe(type_)}, got {value!r}{hint}")
+        raise KeyProblem(path, f"expected {_describe(type_)}, got {value!r}{hint}")
     if origin in (Union, types.UnionType):
         for arm in args:
             if arm is type(None):
                 continue
             try:
                 return _convert(value, arm, path)
-            except _Invalid as error:
+            except KeyProblem as error:
                 if error.path != path:  # the value had the right shape; report what is inside it
                     raise
-        raise _Invalid(path, f"expected {_describe(type_)}, got {value!r}")
+        raise KeyProblem(path, f"expected {_describe(type_)}, got {value!r}")
     if type_ is TransformStep:
         return _transform_step(value, path)
+    if type_ is LossSpec:
+        return _loss(value, path)
     if attrs.has(type_):
         return build(type_, value, path)
     if origin is tuple:
         if not isinstance(value, list):
-            raise _Invalid(path, f"expected {_describe(type_)}, got {value!r}")
+            raise KeyProblem(path, f"expected {_describe(type_)}, got {value!r}")
         if args[-1] is Ellipsis:
             return tuple(_convert(item, args[0], path + (i,)) for i, item in enumerate(value))
         if len(value) != len(args):
-            raise _Invalid(path, f"expected {_describe(type_)}, got {value!r}")
+            raise KeyProblem(path, f"expected {_describe(type_)}, got {value!r}")
         return tuple(_convert(item, arm, path + (i,)) for i, (item, arm) in enumerate(zip(value, args)))
     is_bool = isinstance(value, bool)
     if type_ is bool and is_bool or type_ is str and isinstance(value, str) or type_ is int and isinstance(value, int) and not is_bool:
         return value
     if type_ is float and isinstance(value, (int, float)) and not is_bool:
         return float(value)
-    raise _Invalid(path, f"expected {_describe(type_)}, got {value!r}")
+    raise KeyProblem(path, f"expected {_describe(type_)}, got {value!r}")
 
 
 def _transform_step(table, path: KeyPath) -> TransformStep:
     if not isinstance(table, dict):
-        raise _Invalid(path, f'expected a table such as {{ name = "HorizontalFlip", p = 0.5 }}, got {table!r}')
+        raise KeyProblem(path, f'expected a table such as {{ name = "HorizontalFlip", p = 0.5 }}, got {table!r}')
     name = table.get("name")
     if not isinstance(name, str):
-        raise _Invalid(path + ("name",), f"expected the albumentations transform's class name (a string), got {name!r}")
+        raise KeyProblem(path + ("name",), f"expected the albumentations transform's class name (a string), got {name!r}")
     params = {key: _frozen(value) for key, value in table.items() if key != "name"}
     return TransformStep(name=name, params=params)
+
+
+LOSS_FIELDS = ("name", "weight", "class_weights")  # the keys of a [[loss]] table that are not options
+
+
+def _loss(table, path: KeyPath) -> LossSpec:
+    if not isinstance(table, dict):
+        raise KeyProblem(path, f'expected a table such as {{ name = "ce", weight = 1.0 }}, got {table!r}')
+    loss = build(LossSpec, {key: value for key, value in table.items() if key in LOSS_FIELDS}, path)
+    return attrs.evolve(loss, options={key: _frozen(value) for key, value in table.items() if key not in LOSS_FIELDS})
 
 
 def build(cls, table, path: KeyPath = ()):
     """Convert one TOML table into the attrs class `cls`, checking keys, types and ranges."""
     if not isinstance(table, dict):
-        raise _Invalid(path, f"expected a table, got {table!r}")
+        raise KeyProblem(path, f"expected a table, got {table!r}")
     fields = {f.name: f for f in attrs.fields(cls)}
     for key in table:
         if key not in fields:
             match = closest(key, fields)
             suggestion = f"; did you mean {dotted(path + (match,))}?" if match else ""
-            raise _Invalid(path + (key,), f"unknown key{suggestion} (known here: {', '.join(fields)})")
+            raise KeyProblem(path + (key,), f"unknown key{suggestion} (known here: {', '.join(fields)})")
     values = {}
     for name, spec_field in fields.items():
         if name not in table:
             if spec_field.default is attrs.NOTHING:
-                raise _Invalid(path + (name,), f"missing required key ({_describe(spec_field.type)})")
+                raise KeyProblem(path + (name,), f"missing required key ({_describe(spec_field.type)})")
             continue
         value = _convert(table[name], spec_field.type, path + (name,))
         if spec_field.validator is not None:
             try:
                 spec_field.validator(None, spec_field, value)
             except ValueError as error:
-                raise _Invalid(path + (name,), str(error)) from None
+                raise KeyProblem(path + (name,), str(error)) from None
         values[name] = value
     return cls(**values)
 
@@ -254,66 +269,23 @@ def _source(origins: Origins, path: KeyPath, main: str) -> str:
     return main
 
 
-# ---- checks across sections -----------------------------------------------------------------
-
-def _check_consistency(spec: Spec) -> None:
-    from segrun.data import DATASETS
-    from segrun.losses import LOSSES, OptionError, loss_options
-    from segrun.losses import create as create_loss
-    from segrun.models import MODELS, output_names, takes_param
-
-    if spec.model.mscale_training is not None and not takes_param(spec.model.name, "mscale_training"):
-        raise _Invalid(("model", "mscale_training"), f"model {spec.model.name} has no multi-scale training; "
-                       "only hrnet_ocr_ms takes this key")
-    if hasattr(MODELS[spec.model.name], "predict_scales") and 1.0 not in spec.eval.scales:
-        raise _Invalid(("eval", "scales"), f"{spec.model.name} fuses scales into the 1.0 prediction, so 1.0 must be "
-                       f"among them; got {list(spec.eval.scales)}")
-
-    outputs = output_names(spec.model)
-    if len(spec.loss) != len(outputs):
-        raise _Invalid(("loss",), f"{len(spec.loss)} [[loss]] tables for the {len(outputs)} outputs of model "
-                       f"{spec.model.name} ({', '.join(outputs)}); give one [[loss]] per output, in that order")
-    dataset = DATASETS[spec.data.dataset]
-    for index, loss in enumerate(spec.loss):
-        takes_weights = LOSSES[loss.name].takes_class_weights
-        path = ("loss", index, "class_weights")
-        if takes_weights and loss.class_weights is None:
-            raise _Invalid(path, f'loss {loss.name} needs class_weights: a list of {dataset.num_classes} numbers or "cityscapes"')
-        if not takes_weights and loss.class_weights is not None:
-            raise _Invalid(path, f"loss {loss.name} takes no class_weights (the weighted variant is w{loss.name})")
-        if isinstance(loss.class_weights, tuple) and len(loss.class_weights) != dataset.num_classes:
-            raise _Invalid(path, f"expected {dataset.num_classes} class weights (one per class of {spec.data.dataset}), "
-                           f"got {len(loss.class_weights)}")
-        try:
-            create_loss(loss.name, dataset.num_classes, dataset.ignore_index, loss.class_weights, **loss_options(loss))
-        except OptionError as error:
-            raise _Invalid(("loss", index, error.key), error.problem) from None
-    from segrun.data.transforms import PipelineError, build_pipeline
-
-    for key in ("train_pipeline", "val_pipeline"):
-        try:
-            build_pipeline(getattr(spec.data, key))
-        except PipelineError as error:
-            raise _Invalid(("data", key, error.index, error.key), error.problem) from None
-    if spec.data.coarse_schedule != "all" and not getattr(dataset, "mixes_coarse", False):
-        raise _Invalid(("data", "coarse_schedule"), f"dataset {spec.data.dataset} does not mix fine and coarse "
-                       "samples; use cityscapes_fine_coarse")
-    if spec.data.synthetic is not None and not hasattr(dataset, "synthesize"):
-        raise _Invalid(("data", "synthetic"), f"dataset {spec.data.dataset} has no synthetic generator; remove [data.synthetic]")
-
-
 # ---- public API -----------------------------------------------------------------------------
 
-def load(path, overrides=()) -> Spec:
-    """Read a spec file, resolve its `extends` chain, apply KEY=VALUE overrides, validate."""
+Check = typing.Callable[[Spec], None]  # raises KeyProblem; segrun.build.check_spec is the full one
+
+
+def load(path, overrides=(), check: Check | None = None) -> Spec:
+    """Read a spec file, resolve its `extends` chain, apply KEY=VALUE overrides, convert and check
+    types and ranges, then run `check` (names and cross-section rules: segrun.build.load_spec)."""
     path = Path(path)
     table, origins = _read_with_extends(path, ())
     for override in overrides:
         apply_override(table, origins, override)
     try:
         spec = build(Spec, table)
-        _check_consistency(spec)
-    except _Invalid as error:
+        if check is not None:
+            check(spec)
+    except KeyProblem as error:
         source = _source(origins, error.path, str(path))
         raise SpecError(f"{source}: {dotted(error.path)}: {error.problem}") from None
     return spec
@@ -323,7 +295,7 @@ def load_section(path: Path, cls):
     """A TOML file (no extends, no overrides) as the attrs class `cls`, or a SpecError."""
     try:
         return build(cls, _read_toml(Path(path)))
-    except _Invalid as error:
+    except KeyProblem as error:
         raise SpecError(f"{path}: {dotted(error.path)}: {error.problem}") from None
 
 
@@ -331,6 +303,9 @@ def to_table(value):
     """A Spec (or part of one) as plain TOML data; unset optional keys are left out."""
     if isinstance(value, TransformStep):
         return {"name": value.name, **{key: to_table(v) for key, v in value.params.items()}}
+    if isinstance(value, LossSpec):
+        fixed = {key: to_table(getattr(value, key)) for key in LOSS_FIELDS if getattr(value, key) is not None}
+        return {**fixed, **{key: to_table(v) for key, v in value.options.items()}}
     if attrs.has(type(value)):
         return {f.name: to_table(getattr(value, f.name)) for f in attrs.fields(type(value)) if getattr(value, f.name) is not None}
     if isinstance(value, (tuple, list)):
@@ -345,16 +320,17 @@ def dumps(spec: Spec) -> str:
     return tomli_w.dumps(to_table(spec))
 
 
-def loads(text: str, source: str = "<spec>") -> Spec:
-    """Load a resolved spec from TOML text (no extends, no overrides)."""
+def loads(text: str, source: str = "<spec>", check: Check | None = None) -> Spec:
+    """Load a resolved spec from TOML text (no extends, no overrides), checked as in `load`."""
     try:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise SpecError(f"{source}: invalid TOML: {error}") from None
     try:
         spec = build(Spec, table)
-        _check_consistency(spec)
-    except _Invalid as error:
+        if check is not None:
+            check(spec)
+    except KeyProblem as error:
         raise SpecError(f"{source}: {dotted(error.path)}: {error.problem}") from None
     return spec
 

@@ -7,7 +7,6 @@ folder spells every one of them out.
 """
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -15,8 +14,6 @@ from typing import Any, Literal
 
 import attrs
 from attrs import field, frozen
-
-from segrun.errors import did_you_mean
 
 # ---- validators: each raises ValueError("expected ...") -------------------------------------
 
@@ -50,25 +47,6 @@ def optional_range(low, high, low_open: bool = False):
         if not (low < value <= high if low_open else low <= value <= high):
             raise ValueError(f"expected a number in {'(' if low_open else '['}{low}, {high}], got {value!r}")
     return check
-
-
-def registered_in(module: str, registry: str, what: str):
-    """The value must be a key of `module.registry` (imported on first use, so the spec
-    module stays light to import)."""
-    def check(_instance, _attribute, value):
-        names = getattr(importlib.import_module(module), registry)
-        if value not in names:
-            known = ", ".join(sorted(names))
-            raise ValueError(f"unknown {what} {value!r}{did_you_mean(value, names)} (known: {known})")
-    return check
-
-
-def lightning_strategy(_instance, _attribute, value):
-    from pytorch_lightning.strategies import StrategyRegistry
-
-    names = ["auto", *StrategyRegistry.available_strategies()]
-    if value not in names:
-        raise ValueError(f"unknown strategy {value!r}{did_you_mean(value, names)}")
 
 
 def devices_value(_instance, _attribute, value):
@@ -123,7 +101,7 @@ class DataSpec:
     """Which dataset, where it lives, and how batches are made."""
 
     root: str  # dataset folder; a relative path is taken under $SEGRUN_DATA (default ./data)
-    dataset: str = field(default="cityscapes", validator=registered_in("segrun.data", "DATASETS", "dataset"))
+    dataset: str = "cityscapes"  # a name in segrun.data.DATASETS
     batch_size: int = field(default=2, validator=at_least(1))  # per device
     # DataLoader workers per device; "auto": the CPU cores per device, at most 8 (segrun.data.datamodule)
     num_workers: int | Literal["auto"] = field(default="auto", validator=workers_value)
@@ -137,8 +115,8 @@ class DataSpec:
 
 @frozen
 class ModelSpec:
-    name: str = field(default="hrnet", validator=registered_in("segrun.models", "MODELS", "model"))
-    backbone: str = field(default="hrnet_w48", validator=registered_in("segrun.models.hrnet", "BACKBONES", "backbone"))
+    name: str = "hrnet"  # a name in segrun.models.MODELS
+    backbone: str = "hrnet_w48"  # a name in segrun.models.BACKBONES
     align_corners: bool = True  # bilinear resizing of branches and logits, as the reference's ALIGN_CORNERS
     # backbone (and head) weights in the official HRNet, timm or NVIDIA key layout; a path
     pretrained: str | None = None
@@ -148,29 +126,15 @@ class ModelSpec:
 
 @frozen
 class LossSpec:
-    """One loss, applied to one model output (the n-th [[loss]] table to the n-th output)."""
+    """One loss, applied to one model output (the n-th [[loss]] table to the n-th output). Every key
+    of the TOML table other than name, weight and class_weights is an option of that loss: a keyword
+    argument of its class, checked against its signature when the spec is built (segrun.build)."""
 
-    name: str = field(default="ce", validator=registered_in("segrun.losses", "LOSSES", "loss"))
+    name: str = "ce"  # a name in segrun.losses.LOSSES
     weight: float = field(default=1.0, validator=at_least(0.0))
     # per-class weights: a list with one number per class, or a named set such as "cityscapes"
-    class_weights: tuple[float, ...] | str | None = field(default=None)
-    # Options of particular losses; unset keeps the loss's default (the study's values).
-    rmi_radius: int | None = field(default=None, validator=optional_range(1, 10))  # rmi, wrmi: 3
-    rmi_pool: Literal["max", "avg", "interpolate"] | None = None  # rmi, wrmi: "max" (NVIDIA's code: "avg")
-    rmi_pool_size: int | None = field(default=None, validator=at_least(1))  # rmi, wrmi: 3
-    rmi_pool_stride: int | None = field(default=None, validator=at_least(1))  # rmi, wrmi: 3 (= size for max/avg)
-    rmi_lambda: float | None = field(default=None, validator=optional_range(0.0, 1.0))  # rmi, wrmi: 0.5
-    rmi_lambda_mode: Literal["weighted", "additive"] | None = None  # lambda*BCE + (1-lambda)*RMI, or BCE + lambda*RMI
-    topk_percent: float | None = field(default=None, validator=optional_range(0.0, 100.0, low_open=True))  # topk: 10
-    dice_smooth: float | None = field(default=None, validator=at_least(0.0))  # dc, dc_ce, dc_topk: 0
-    dice_background: bool | None = None  # count class 0 in the Dice term: dc true, dc_ce and dc_topk false
-
-    @class_weights.validator
-    def _known_weight_set(self, _attribute, value):
-        if isinstance(value, str):
-            registered_in("segrun.losses", "CLASS_WEIGHT_SETS", "class weight set")(self, _attribute, value)
-        elif value is not None and any(not w >= 0 for w in value):
-            raise ValueError(f"expected non-negative class weights, got {list(value)}")
+    class_weights: tuple[float, ...] | str | None = None
+    options: Mapping[str, Any] = field(factory=dict, converter=lambda o: MappingProxyType(dict(o)))
 
 
 @frozen
@@ -208,7 +172,7 @@ class TrainerSpec:
     accelerator: Literal["auto", "cpu", "gpu", "cuda"] = "auto"
     devices: int | str = field(default="auto", validator=devices_value)
     num_nodes: int = field(default=1, validator=at_least(1))
-    strategy: str = field(default="auto", validator=lightning_strategy)
+    strategy: str = "auto"  # "auto" or a name in Lightning's StrategyRegistry
     sync_batchnorm: bool = False
     accumulate_grad_batches: int = field(default=1, validator=at_least(1))
     gradient_clip_val: float | None = field(default=None, validator=at_least(0.0))

@@ -1,0 +1,189 @@
+"""The one place that turns spec objects into what runs: the checked spec, the model, its losses,
+the task, the datamodule and the trainer. Commands, the runner and the benchmarks call these;
+nothing else builds a model or a loss from spec fields.
+
+Spec keys read here: data.dataset, model.*, loss.*, optimizer.*, schedule.*, trainer.*, eval.*,
+init; the datamodule reads data.* and eval.* itself.
+"""
+import io
+from functools import partial
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, OnExceptionCheckpoint, Timer
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.plugins import TorchCheckpointIO
+from pytorch_lightning.strategies import StrategyRegistry
+from torch import nn
+
+from segrun import models, spec
+from segrun.atomic_write import write_atomically
+from segrun.data import DATASETS
+from segrun.data.datamodule import SegmentationDataModule
+from segrun.data.transforms import PipelineError, build_pipeline
+from segrun.errors import did_you_mean
+from segrun.inference import predict
+from segrun.losses import LOSSES, OptionError
+from segrun.losses import create as create_loss
+from segrun.models.weights import load_init, load_pretrained
+from segrun.optim import optimization
+from segrun.resolve import resolved_memory_format
+from segrun.run_folder import RunFolder
+from segrun.spec import KeyProblem, Spec
+from segrun.task import SegmentationTask
+
+# ---- the spec ----------------------------------------------------------------------------------
+
+def _known(path, what: str, value, names) -> None:
+    if value not in names:
+        raise KeyProblem(path, f"unknown {what} {value!r}{did_you_mean(value, names)} (known: {', '.join(sorted(names))})")
+
+
+def check_spec(loaded: Spec) -> None:
+    """The checks that need the registries: names, one [[loss]] per model output, each loss's
+    options and class weights, the augmentation pipelines, dataset-specific keys. Raises KeyProblem."""
+    _known(("data", "dataset"), "dataset", loaded.data.dataset, DATASETS)
+    _known(("model", "name"), "model", loaded.model.name, models.MODELS)
+    _known(("model", "backbone"), "backbone", loaded.model.backbone, models.BACKBONES)
+    _known(("trainer", "strategy"), "strategy", loaded.trainer.strategy, ["auto", *StrategyRegistry.available_strategies()])
+    for index, loss in enumerate(loaded.loss):
+        _known(("loss", index, "name"), "loss", loss.name, LOSSES)
+
+    if loaded.model.mscale_training is not None and not models.takes_param(loaded.model.name, "mscale_training"):
+        raise KeyProblem(("model", "mscale_training"), f"model {loaded.model.name} has no multi-scale training; "
+                         "only hrnet_ocr_ms takes this key")
+    if hasattr(models.MODELS[loaded.model.name], "predict_scales") and 1.0 not in loaded.eval.scales:
+        raise KeyProblem(("eval", "scales"), f"{loaded.model.name} fuses scales into the 1.0 prediction, so 1.0 must "
+                         f"be among them; got {list(loaded.eval.scales)}")
+    outputs = models.output_names(loaded.model)
+    if len(loaded.loss) != len(outputs):
+        raise KeyProblem(("loss",), f"{len(loaded.loss)} [[loss]] tables for the {len(outputs)} outputs of model "
+                         f"{loaded.model.name} ({', '.join(outputs)}); give one [[loss]] per output, in that order")
+    for index, loss_spec in enumerate(loaded.loss):
+        try:
+            _loss(loaded, loss_spec)
+        except OptionError as error:
+            raise KeyProblem(("loss", index, error.key), error.problem) from None
+
+    for key in ("train_pipeline", "val_pipeline"):
+        try:
+            build_pipeline(getattr(loaded.data, key))
+        except PipelineError as error:
+            raise KeyProblem(("data", key, error.index, error.key), error.problem) from None
+    dataset_class = DATASETS[loaded.data.dataset]
+    if loaded.data.coarse_schedule != "all" and not getattr(dataset_class, "mixes_coarse", False):
+        raise KeyProblem(("data", "coarse_schedule"), f"dataset {loaded.data.dataset} does not mix fine and coarse "
+                         "samples; use cityscapes_fine_coarse")
+    if loaded.data.synthetic is not None and not hasattr(dataset_class, "synthesize"):
+        raise KeyProblem(("data", "synthetic"), f"dataset {loaded.data.dataset} has no synthetic generator; "
+                         "remove [data.synthetic]")
+
+
+def load_spec(path, overrides=()) -> Spec:
+    """A spec file with its extends and KEY=VALUE overrides, fully checked (SpecError otherwise)."""
+    return spec.load(path, overrides, check=check_spec)
+
+
+def read_spec(text: str, source: str = "<spec>") -> Spec:
+    """A resolved spec's TOML text (a run folder's spec.toml), fully checked."""
+    return spec.loads(text, source, check=check_spec)
+
+
+def read_run_spec(folder: RunFolder) -> Spec:
+    return read_spec(folder.spec_file.read_text(), str(folder.spec_file))
+
+
+# ---- the model and its losses --------------------------------------------------------------------
+
+def model(loaded: Spec) -> nn.Module:
+    """The spec's model with freshly initialised weights (build it under torch.device("meta") for
+    shapes only)."""
+    return models.create(loaded.model.name, DATASETS[loaded.data.dataset].num_classes,
+                         **models.model_params(loaded.model))
+
+
+def _loss(loaded: Spec, loss_spec) -> nn.Module:
+    dataset_class = DATASETS[loaded.data.dataset]
+    return create_loss(loss_spec.name, dataset_class.num_classes, dataset_class.ignore_index, loss_spec.class_weights,
+                       **loss_spec.options)
+
+
+def losses(loaded: Spec) -> list[nn.Module]:
+    """One loss per model output, in output order."""
+    return [_loss(loaded, loss_spec) for loss_spec in loaded.loss]
+
+
+def parameter_count(loaded: Spec) -> int:
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        return sum(p.numel() for p in model(loaded).parameters())
+
+
+# ---- Lightning -----------------------------------------------------------------------------------
+
+def task(loaded: Spec, load_weights: bool = True) -> SegmentationTask:
+    """The task of a spec; with load_weights, the model starts from model.pretrained and init.
+    The model is in the trainer's memory format (and compiled if asked)."""
+    network = model(loaded)
+    if load_weights and loaded.model.pretrained is not None:
+        print(load_pretrained(network, Path(loaded.model.pretrained)))
+    if load_weights and loaded.init is not None:
+        print(load_init(network, Path(loaded.init)))
+    channels_last = resolved_memory_format(loaded.trainer) == "channels_last"
+    if channels_last:
+        network = network.to(memory_format=torch.channels_last)
+    if loaded.trainer.compile:
+        network.compile()
+    dataset_class = DATASETS[loaded.data.dataset]
+    return SegmentationTask(network, losses(loaded), [loss.weight for loss in loaded.loss], dataset_class.num_classes,
+                            dataset_class.class_names, dataset_class.ignore_index,
+                            optimization(loaded.optimizer, loaded.schedule),
+                            partial(predict, scales=loaded.eval.scales, flip=loaded.eval.flip,
+                                    window=loaded.eval.sliding),
+                            channels_last=channels_last)
+
+
+def datamodule(loaded: Spec) -> SegmentationDataModule:
+    return SegmentationDataModule(loaded.data, loaded.eval, loaded.seed)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, made atomic: each checkpoint is written beside its final name
+    and renamed over it, so a crash or a full disk mid-write leaves the previous checkpoint whole.
+    (Lightning's own writer stages in the system's temporary folder and copies the file over when
+    that folder is on another disk, which can leave a truncated checkpoint.)"""
+
+    def save_checkpoint(self, checkpoint: dict, path, storage_options=None) -> None:
+        if storage_options is not None:
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        serialized = io.BytesIO()  # in memory first, as Lightning's own writer does
+        torch.save(checkpoint, serialized)
+        write_atomically(Path(path), serialized.getvalue())
+
+
+def trainer(loaded: Spec, folder: RunFolder, progress: bool = True, callbacks=()) -> pl.Trainer:
+    """The training Trainer: best and last checkpoints, a checkpoint on interruption, TensorBoard and
+    CSV logs in the run folder, and any extra `callbacks`."""
+    t = loaded.trainer
+    callbacks = [
+        *callbacks,
+        ModelCheckpoint(dirpath=folder.checkpoints, filename="best-epoch={epoch:03d}", auto_insert_metric_name=False,
+                        monitor="val/mIoU", mode="max", save_top_k=1),
+        # Its own callback: Lightning's save_last only rewrites last.ckpt when the best one changes.
+        ModelCheckpoint(dirpath=folder.checkpoints, filename="last", every_n_epochs=1, save_top_k=1,
+                        enable_version_counter=False),
+        OnExceptionCheckpoint(dirpath=folder.checkpoints, filename="interrupted"),
+        Timer(),
+        LearningRateMonitor(logging_interval="step"),
+    ]
+    loggers = [TensorBoardLogger(folder.logs, name="tensorboard"), CSVLogger(folder.logs, name="csv")]
+    return pl.Trainer(
+        default_root_dir=folder.path, max_epochs=t.epochs, max_steps=t.max_steps, precision=t.precision,
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy,
+        sync_batchnorm=t.sync_batchnorm, accumulate_grad_batches=t.accumulate_grad_batches,
+        gradient_clip_val=t.gradient_clip_val, deterministic=t.deterministic, log_every_n_steps=t.log_every_n_steps,
+        check_val_every_n_epoch=loaded.eval.every_n_epochs, callbacks=callbacks, logger=loggers,
+        enable_progress_bar=progress, enable_model_summary=False, use_distributed_sampler=False,
+        reload_dataloaders_every_n_epochs=1 if loaded.data.coarse_schedule == "linear_decay" else 0,
+        detect_anomaly=t.detect_anomaly, plugins=[AtomicCheckpointIO()],
+    )
