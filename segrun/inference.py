@@ -1,15 +1,15 @@
 """Test-time prediction: several scales, left-right flip and sliding windows, for every model.
 
-Models that fuse scales by attention (hrnet_ocr_ms: `predict_scales`) fuse them themselves;
-for the others, the softmax probabilities of each scale, resized to the image, are averaged.
+Models that fuse scales themselves (a ScaleFusingModel, e.g. hrnet_ocr_ms by attention) do so
+through `predict_scales`; for the others, the softmax probabilities of each scale, resized to the
+image, are averaged.
 Flipped predictions are flipped back and averaged; sliding windows (stride 2/3 of the window)
 average the logits where windows overlap.
 """
 import torch
-import torch.nn.functional as F
-from torch import nn
 
-from segrun.models.hrnet import resize
+from segrun.layers import rescale, resize
+from segrun.models.base import ScaleFusingModel, SegmentationModel
 
 
 def window_starts(size: int, window: int) -> list[int]:
@@ -35,24 +35,17 @@ def sliding_logits(forward, images: torch.Tensor, window) -> torch.Tensor:
     return total / count
 
 
-def _rescale(images: torch.Tensor, scale: float, align_corners: bool) -> torch.Tensor:
-    if scale == 1.0:
-        return images
-    return F.interpolate(images, scale_factor=scale, mode="bilinear", align_corners=align_corners,
-                         recompute_scale_factor=True)
-
-
-def _probabilities(model: nn.Module, images: torch.Tensor, scales, window) -> torch.Tensor:
-    if hasattr(model, "predict_scales"):
+def _probabilities(model: SegmentationModel, images: torch.Tensor, scales, window) -> torch.Tensor:
+    if isinstance(model, ScaleFusingModel):
         return sliding_logits(lambda crop: model.predict_scales(crop, scales), images, window).softmax(1)
     total = 0
     for scale in scales:
-        logits = sliding_logits(lambda crop: model(crop)[0], _rescale(images, scale, model.align_corners), window)
+        logits = sliding_logits(lambda crop: model(crop)[0], rescale(images, scale, model.align_corners), window)
         total = total + resize(logits, images.shape[-2:], model.align_corners).float().softmax(1)
     return total / len(scales)
 
 
-def predict(model: nn.Module, images: torch.Tensor, scales=(1.0,), flip: bool = False, window=None) -> torch.Tensor:
+def predict(model: SegmentationModel, images: torch.Tensor, scales=(1.0,), flip: bool = False, window=None) -> torch.Tensor:
     """Class probabilities [N, C, H, W] for images [N, 3, H, W]."""
     probabilities = _probabilities(model, images, scales, window)
     if flip:

@@ -3,6 +3,7 @@ import torch
 
 from segrun import models
 from segrun.inference import predict, sliding_logits, window_starts
+from segrun.models import SegmentationModel
 
 
 def test_window_starts_cover_the_image_with_two_thirds_stride():
@@ -53,11 +54,23 @@ def test_multi_scale_averages_probabilities_of_each_scale():
     assert torch.allclose(both, (one + half) / 2, atol=1e-6)
 
 
-class PixelwiseModel(torch.nn.Module):
+def test_a_scale_fusing_model_predicts_through_its_own_fusion():
+    torch.manual_seed(0)
+    model = models.create("hrnet_ocr_ms", 3, backbone="hrnet_w18_small").eval()
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(predict(model, images, (0.5, 1.0)), model.predict_scales(images, (0.5, 1.0)).softmax(1))
+
+
+class PixelwiseModel(SegmentationModel):
     """Logits = the image's channels: commutes with any flip, so flip averaging must change nothing
     (it would, were the flipped prediction not flipped back)."""
 
     align_corners = True
+
+    @classmethod
+    def output_names(cls, **options):
+        return ("out",)
 
     def forward(self, images):
         return [images * 3]

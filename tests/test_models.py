@@ -1,7 +1,11 @@
+import inspect
+
 import pytest
 import torch
 
 from segrun import models
+from segrun.layers import rescale
+from segrun.models import ScaleFusingModel, SegmentationModel
 from segrun.spec import ModelSpec
 
 
@@ -21,6 +25,18 @@ def test_w48_parameter_counts_match_the_references(name):
     with torch.device("meta"):
         model = models.create(name, 19, backbone="hrnet_w48")
     assert parameter_count(model) == REFERENCE_PARAMETERS[name]
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_every_model_implements_the_model_interface(name):
+    model_class = models.MODELS[name]
+    assert issubclass(model_class, SegmentationModel) and not inspect.isabstract(model_class)
+    assert isinstance(model_class.output_names(), tuple)  # from the class, without building the model
+    assert models.fuses_scales(name) == issubclass(model_class, ScaleFusingModel)
+
+
+def test_only_ms_ocr_fuses_scales_itself():
+    assert [name for name in sorted(models.MODELS) if models.fuses_scales(name)] == ["hrnet_ocr_ms"]
 
 
 def output_count(name: str, **params) -> int:
@@ -62,7 +78,7 @@ def test_ms_ocr_outputs_and_single_scale_mode():
     images = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
         joint, joint_aux, pred_lo, pred_hi = model(images)
-        logits_lo, aux_lo, attention_lo = model.single_scale(model.rescale(images, 0.5))
+        logits_lo, aux_lo, attention_lo = model.single_scale(rescale(images, 0.5, align_corners=True))
         logits_hi, aux_hi, _ = model.single_scale(images)
     up = lambda t: torch.nn.functional.interpolate(t, size=(64, 96), mode="bilinear", align_corners=True)
     assert torch.allclose(joint, up(attention_lo * logits_lo) + (1 - up(attention_lo)) * logits_hi, atol=1e-5)
@@ -80,9 +96,9 @@ def test_ms_ocr_inference_fuses_scales_from_the_highest_down():
     images = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         fused = model.predict_scales(images, [0.5, 1.0, 2.0])
-        p2, _, _ = model.single_scale(model.rescale(images, 2.0))
+        p2, _, _ = model.single_scale(rescale(images, 2.0, align_corners=True))
         p1, _, a1 = model.single_scale(images)
-        p05, _, a05 = model.single_scale(model.rescale(images, 0.5))
+        p05, _, a05 = model.single_scale(rescale(images, 0.5, align_corners=True))
     resize = lambda t, size: torch.nn.functional.interpolate(t, size=size, mode="bilinear", align_corners=True)
     joint = a1 * p1 + (1 - a1) * resize(p2, (64, 64))
     joint = resize(a05 * p05, (64, 64)) + (1 - resize(a05, (64, 64))) * joint

@@ -1,16 +1,17 @@
 """Model registry: one plain dict from name to model class.
 
-Every model takes (num_classes, **params), returns a list of logits tensors at the input's
-resolution (one per output, in `output_names` order), and is a plain nn.Module.
+Every model implements segrun.models.base.SegmentationModel: built as (num_classes, **params), it
+returns a list of logits tensors at the input's resolution (one per output, in `output_names` order).
 """
 import inspect
 
+from segrun.models.base import ScaleFusingModel, SegmentationModel
 from segrun.models.hrnet import BACKBONES, HRNetV2
 from segrun.models.mscale import HRNetMscaleOCR
 from segrun.models.ocr import HRNetOCR
 from segrun.models.ocr_aspp import HRNetOCRASPP
 
-MODELS = {"hrnet": HRNetV2, "hrnet_ocr": HRNetOCR, "hrnet_ocr_aspp": HRNetOCRASPP, "hrnet_ocr_ms": HRNetMscaleOCR}
+MODELS: dict[str, type[SegmentationModel]] = {"hrnet": HRNetV2, "hrnet_ocr": HRNetOCR, "hrnet_ocr_aspp": HRNetOCRASPP, "hrnet_ocr_ms": HRNetMscaleOCR}
 
 
 def create(name: str, num_classes: int, backbone: str = "hrnet_w48", **params):
@@ -36,4 +37,11 @@ def output_names(model_spec) -> tuple[str, ...]:
     return MODELS[model_spec.name].output_names(**model_params(model_spec))
 
 
-__all__ = ["BACKBONES", "MODELS", "create", "model_params", "output_names", "takes_param"]
+def fuses_scales(name: str) -> bool:
+    """Whether the model fuses test-time scales itself (ScaleFusingModel.predict_scales), which
+    needs 1.0 among the scales, instead of inference averaging each scale's probabilities."""
+    return issubclass(MODELS[name], ScaleFusingModel)
+
+
+__all__ = ["BACKBONES", "MODELS", "ScaleFusingModel", "SegmentationModel", "create", "fuses_scales", "model_params",
+           "output_names", "takes_param"]

@@ -7,22 +7,17 @@ its branch fusion switched to the segmentation HRNet's exact-size bilinear resiz
 """
 import timm
 import torch
-import torch.nn.functional as F
 from timm.models.hrnet import HighResolutionModule
 from torch import nn
+
+from segrun.layers import conv_bn_relu, resize
+from segrun.models.base import SegmentationModel
 
 # Widths of timm's HRNet family (the study uses W48); all give raw branches at strides 4-32.
 BACKBONES = (
     "hrnet_w18_small", "hrnet_w18_small_v2", "hrnet_w18", "hrnet_w30", "hrnet_w32",
     "hrnet_w40", "hrnet_w44", "hrnet_w48", "hrnet_w64",
 )
-
-
-def resize(tensor: torch.Tensor, size, align_corners: bool) -> torch.Tensor:
-    """Bilinear resize of [N, C, H, W] to `size` (a no-op at that size already)."""
-    if tuple(tensor.shape[-2:]) == tuple(size):
-        return tensor
-    return F.interpolate(tensor, size=tuple(size), mode="bilinear", align_corners=align_corners)
 
 
 class ExactSizeFusion(HighResolutionModule):
@@ -69,7 +64,7 @@ def concat_branches(branches: list[torch.Tensor], align_corners: bool) -> torch.
     return torch.cat([resize(branch, size, align_corners) for branch in branches], dim=1)
 
 
-class HRNetV2(nn.Module):
+class HRNetV2(SegmentationModel):
     """HRNetV2-W48 with 19 classes has 65,859,379 parameters, as the reference implementation."""
 
     def __init__(self, num_classes: int, backbone: str = "hrnet_w48", align_corners: bool = True):
@@ -78,14 +73,12 @@ class HRNetV2(nn.Module):
         self.backbone = create_backbone(backbone, align_corners)
         channels = sum(self.backbone.feature_info.channels())
         self.head = nn.Sequential(
-            nn.Conv2d(channels, channels, kernel_size=1),
-            nn.BatchNorm2d(channels),
-            nn.ReLU(inplace=True),
+            *conv_bn_relu(channels, channels, 1, bias=True),  # unpacked: the reference's keys head.0 to head.3
             nn.Conv2d(channels, num_classes, kernel_size=1),
         )
 
-    @staticmethod
-    def output_names(**params) -> tuple[str, ...]:
+    @classmethod
+    def output_names(cls, **options) -> tuple[str, ...]:
         return ("out",)
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:

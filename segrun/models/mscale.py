@@ -7,31 +7,30 @@ scales from the highest down, always through segrun.ops.attention_fuse for the u
 from collections import OrderedDict
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from segrun.models.hrnet import concat_branches, create_backbone, resize
-from segrun.ops import attention_fuse
+from segrun.layers import conv_bn_relu, rescale, resize
+from segrun.models.base import ScaleFusingModel
+from segrun.models.hrnet import concat_branches, create_backbone
 from segrun.models.ocr import OCRHead
+from segrun.ops import attention_fuse
 
 TRAIN_LOW_SCALE = 0.5
 
 
 def attention_head(in_channels: int, bottleneck_channels: int = 256) -> nn.Sequential:
-    """3x3 conv-BN-ReLU to 256, 3x3 conv-BN-ReLU, 1x1 conv to 1, sigmoid (NVIDIA's names)."""
-    return nn.Sequential(OrderedDict([
-        ("conv0", nn.Conv2d(in_channels, bottleneck_channels, 3, padding=1, bias=False)),
-        ("bn0", nn.BatchNorm2d(bottleneck_channels)),
-        ("re0", nn.ReLU(inplace=True)),
-        ("conv1", nn.Conv2d(bottleneck_channels, bottleneck_channels, 3, padding=1, bias=False)),
-        ("bn1", nn.BatchNorm2d(bottleneck_channels)),
-        ("re1", nn.ReLU(inplace=True)),
-        ("conv2", nn.Conv2d(bottleneck_channels, 1, 1, bias=False)),
-        ("sig", nn.Sigmoid()),
-    ]))
+    """3x3 conv-BN-ReLU to 256, 3x3 conv-BN-ReLU, 1x1 conv to 1, sigmoid, under NVIDIA's layer names."""
+    layers = [
+        *conv_bn_relu(in_channels, bottleneck_channels, 3),
+        *conv_bn_relu(bottleneck_channels, bottleneck_channels, 3),
+        nn.Conv2d(bottleneck_channels, 1, 1, bias=False),
+        nn.Sigmoid(),
+    ]
+    names = ("conv0", "bn0", "re0", "conv1", "bn1", "re1", "conv2", "sig")
+    return nn.Sequential(OrderedDict(zip(names, layers, strict=True)))
 
 
-class HRNetMscaleOCR(nn.Module):
+class HRNetMscaleOCR(ScaleFusingModel):
     """HRNet-W48 + OCR + scale attention with 19 classes has 72,143,430 parameters.
 
     With mscale_training (the default) forward returns [joint, joint_aux, pred_0.5x, pred_1.0x]:
@@ -48,15 +47,9 @@ class HRNetMscaleOCR(nn.Module):
         self.ocr = OCRHead(sum(self.backbone.feature_info.channels()), num_classes)
         self.scale_attn = attention_head(512)
 
-    @staticmethod
-    def output_names(mscale_training: bool = True, **params) -> tuple[str, ...]:
+    @classmethod
+    def output_names(cls, mscale_training: bool = True, **options) -> tuple[str, ...]:
         return ("joint", "joint_aux", "pred_0.5x", "pred_1.0x") if mscale_training else ("main", "aux")
-
-    def rescale(self, images: torch.Tensor, scale: float) -> torch.Tensor:
-        if scale == 1.0:
-            return images
-        return F.interpolate(images, scale_factor=scale, mode="bilinear", align_corners=self.align_corners,
-                             recompute_scale_factor=True)
 
     def single_scale(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(logits, aux logits, attention), each at the size of `images`."""
@@ -69,7 +62,7 @@ class HRNetMscaleOCR(nn.Module):
         if not self.mscale_training:
             logits, aux, _ = self.single_scale(images)
             return [logits, aux]
-        logits_lo, aux_lo, attention_lo = self.single_scale(self.rescale(images, TRAIN_LOW_SCALE))
+        logits_lo, aux_lo, attention_lo = self.single_scale(rescale(images, TRAIN_LOW_SCALE, self.align_corners))
         logits_hi, aux_hi, _ = self.single_scale(images)
         return [
             attention_fuse(logits_hi, logits_lo, attention_lo, self.align_corners),
@@ -86,7 +79,7 @@ class HRNetMscaleOCR(nn.Module):
             raise ValueError(f"multi-scale attention needs 1.0 among the scales, got {list(scales)}")
         joint = None
         for scale in sorted(scales, reverse=True):
-            logits, _, attention = self.single_scale(self.rescale(images, scale))
+            logits, _, attention = self.single_scale(rescale(images, scale, self.align_corners))
             if joint is None:
                 joint = logits
             elif scale >= 1.0:

@@ -9,15 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segrun.models.hrnet import concat_branches, create_backbone, resize
-
-
-def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 1, bias: bool = False) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    )
+from segrun.layers import resize
+from segrun.models.base import SegmentationModel
+from segrun.models.hrnet import concat_branches, create_backbone
 
 
 def bn_relu_after(conv: nn.Conv2d) -> nn.Sequential:
@@ -76,8 +70,7 @@ class SpatialOCR(nn.Module):
         self.aspp = aspp
         fused_channels = 2 * in_channels + (0 if aspp is None else aspp.out_channels)
         self.conv_bn_dropout = nn.Sequential(
-            nn.Conv2d(fused_channels, out_channels, 1, bias=False),
-            nn.Sequential(nn.BatchNorm2d(out_channels), nn.ReLU()),
+            *bn_relu_after(nn.Conv2d(fused_channels, out_channels, 1, bias=False)),
             nn.Dropout2d(dropout),
         )
 
@@ -102,8 +95,7 @@ class OCRHead(nn.Module):
         self.ocr_distri_head = SpatialOCR(mid_channels, key_channels, mid_channels, dropout=0.05, aspp=context_aspp)
         self.cls_head = nn.Conv2d(mid_channels, num_classes, 1)
         self.aux_head = nn.Sequential(
-            nn.Conv2d(in_channels, in_channels, 1),
-            nn.Sequential(nn.BatchNorm2d(in_channels), nn.ReLU()),
+            *bn_relu_after(nn.Conv2d(in_channels, in_channels, 1)),
             nn.Conv2d(in_channels, num_classes, 1),
         )
 
@@ -114,7 +106,7 @@ class OCRHead(nn.Module):
         return self.cls_head(ocr_features), aux, ocr_features
 
 
-class HRNetOCR(nn.Module):
+class HRNetOCR(SegmentationModel):
     """HRNetV2 branches -> OCR head. Outputs [main, aux] at the input's size. HRNet-W48 + OCR with
     19 classes has 70,372,678 parameters."""
 
@@ -124,8 +116,8 @@ class HRNetOCR(nn.Module):
         self.backbone = create_backbone(backbone, align_corners)
         self.ocr = OCRHead(sum(self.backbone.feature_info.channels()), num_classes)
 
-    @staticmethod
-    def output_names(**params) -> tuple[str, ...]:
+    @classmethod
+    def output_names(cls, **options) -> tuple[str, ...]:
         return ("main", "aux")
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:

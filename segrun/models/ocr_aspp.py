@@ -7,8 +7,10 @@ without the second pyramid, has 79,433,318)."""
 import torch
 from torch import nn
 
-from segrun.models.hrnet import concat_branches, create_backbone, resize
-from segrun.models.ocr import OCRHead, conv_bn_relu
+from segrun.layers import conv_bn_relu, resize
+from segrun.models.base import SegmentationModel
+from segrun.models.hrnet import concat_branches, create_backbone
+from segrun.models.ocr import OCRHead
 
 ASPP_RATES_OUTPUT_STRIDE_8 = (12, 24, 36)  # (6, 12, 18) doubled for output stride 8
 
@@ -20,14 +22,10 @@ class ASPP(nn.Module):
                  align_corners: bool = True):
         super().__init__()
         self.align_corners = align_corners
-        branches = [conv_bn_relu(in_channels, bottleneck_channels, 1)]
-        for rate in rates:
-            branches.append(nn.Sequential(
-                nn.Conv2d(in_channels, bottleneck_channels, 3, padding=rate, dilation=rate, bias=False),
-                nn.BatchNorm2d(bottleneck_channels),
-                nn.ReLU(inplace=True),
-            ))
-        self.features = nn.ModuleList(branches)
+        self.features = nn.ModuleList([
+            conv_bn_relu(in_channels, bottleneck_channels, 1),
+            *(conv_bn_relu(in_channels, bottleneck_channels, 3, dilation=rate) for rate in rates),
+        ])
         self.img_pooling = nn.AdaptiveAvgPool2d(1)
         self.img_conv = conv_bn_relu(in_channels, bottleneck_channels, 1)
         self.out_channels = bottleneck_channels * (len(rates) + 2)
@@ -37,7 +35,7 @@ class ASPP(nn.Module):
         return torch.cat([pooled, *(branch(features) for branch in self.features)], dim=1)
 
 
-class HRNetOCRASPP(nn.Module):
+class HRNetOCRASPP(SegmentationModel):
     """HRNetV2 branches -> ASPP -> OCR head with an ASPP in its fusion. Outputs [main, aux] at the
     input's size."""
 
@@ -50,8 +48,8 @@ class HRNetOCRASPP(nn.Module):
         self.ocr = OCRHead(self.aspp.out_channels, num_classes, mid_channels,
                            context_aspp=ASPP(mid_channels, align_corners=align_corners))
 
-    @staticmethod
-    def output_names(**params) -> tuple[str, ...]:
+    @classmethod
+    def output_names(cls, **options) -> tuple[str, ...]:
         return ("main", "aux")
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
