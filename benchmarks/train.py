@@ -17,6 +17,7 @@ import attrs
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Callback
+from torch.utils.data import DataLoader
 
 from benchmarks import timing
 from segrun import build, models
@@ -109,6 +110,12 @@ def synthetic_batch(batch: int, crop: tuple[int, int], num_classes: int, device:
     return images, target
 
 
+def repeated_batch(images, target, count: int) -> DataLoader:
+    """A loader that yields the same (images, target) batch `count` times (batch_size=None: the
+    dataset's items are whole batches)."""
+    return DataLoader([(images, target)] * count, batch_size=None)
+
+
 def segrun_ms_per_step(row: Spec, images, target, steps: int, warmup: int):
     """segrun's own training: the spec's task fitted by the spec's Trainer (precision plugin,
     memory format, logging and checkpoints into a scratch run folder) for warmup + steps batches;
@@ -119,9 +126,9 @@ def segrun_ms_per_step(row: Spec, images, target, steps: int, warmup: int):
     with tempfile.TemporaryDirectory() as scratch:
         trainer = build.trainer(row, RunFolder(Path(scratch)), progress=False, callbacks=[timer])
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*(does not have many workers|val_dataloader)")
-            trainer.fit(task, train_dataloaders=[(images, target)] * (warmup + steps),
-                        val_dataloaders=[(images[:1], target[:1])])
+            warnings.filterwarnings("ignore", message=r".*(does not have many workers|smaller than the logging interval)")
+            trainer.fit(task, train_dataloaders=repeated_batch(images, target, warmup + steps),
+                        val_dataloaders=repeated_batch(images[:1], target[:1], 1))
     return timer.ms_per_step, timer.peak_mem_gb, trainer, task
 
 

@@ -53,7 +53,7 @@ def check_spec(loaded: Spec) -> None:
     if loaded.model.mscale_training is not None and not models.takes_param(loaded.model.name, "mscale_training"):
         raise KeyProblem(("model", "mscale_training"), f"model {loaded.model.name} has no multi-scale training; "
                          "only hrnet_ocr_ms takes this key")
-    if hasattr(models.MODELS[loaded.model.name], "predict_scales") and 1.0 not in loaded.eval.scales:
+    if models.fuses_scales(loaded.model.name) and 1.0 not in loaded.eval.scales:
         raise KeyProblem(("eval", "scales"), f"{loaded.model.name} fuses scales into the 1.0 prediction, so 1.0 must "
                          f"be among them; got {list(loaded.eval.scales)}")
     outputs = models.output_names(loaded.model)
