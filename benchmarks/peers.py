@@ -6,7 +6,7 @@ RMI_ALPHA = 5e-4
 
 
 def rmi_original(labels: torch.Tensor, probs: torch.Tensor, radius: int = 3, alpha: float = RMI_ALPHA) -> torch.Tensor:
-    """The RMI lower bound as the original implementation computes it (and ../shared/reference
+    """The RMI lower bound as the original implementation computes it (and tests/reference
     was made with): 2 * radius^2 shifted copies of the maps stacked, covariances by matmul in
     float64, an explicit inverse, a Cholesky log-det. Per-class value [C]."""
     height, width = labels.shape[-2] - radius + 1, labels.shape[-1] - radius + 1

@@ -1,22 +1,13 @@
-import os
 from pathlib import Path
 
 import pytest
 
-def reference_dir() -> Path:
-    """../shared/reference beside the checkout (SEGRUN_REFERENCE overrides)."""
-    repo = Path(__file__).resolve().parents[1]
-    return Path(os.environ.get("SEGRUN_REFERENCE", repo.parent / "shared" / "reference"))
+REFERENCE = Path(__file__).resolve().parent / "reference"  # copied in; see its README
 
 
 @pytest.fixture
-def reference():
-    folder = reference_dir()
-    if not folder.is_dir():
-        if os.environ.get("CI"):
-            pytest.fail(f"{folder}: the reference vectors must be present in CI")
-        pytest.skip(f"{folder}: reference vectors not present in this checkout")
-    return folder
+def reference() -> Path:
+    return REFERENCE
 
 
 def pytest_collection_modifyitems(config, items):

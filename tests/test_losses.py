@@ -10,7 +10,7 @@ from segrun.ops import rmi_lower_bound
 
 WEIGHTED = {"wce", "wrmi"}
 # dc_topk: the original counts ignored pixels as class 0 in its TopK part, segrun masks them, so
-# only case d (no ignored pixels) compares (../shared/reference/README.md).
+# only case d (no ignored pixels) compares (tests/reference/README.md).
 CASES = [(name, case) for name in LOSSES for case in "abcd" if name != "dc_topk" or case == "d"]
 
 

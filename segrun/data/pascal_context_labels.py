@@ -1,4 +1,4 @@
-"""PASCAL Context (VOC2010) reduced to its standard 60 classes (../shared/reference/pascal_context.md)."""
+"""PASCAL Context (VOC2010) reduced to its standard 60 classes (tests/reference/pascal_context.md)."""
 import numpy as np
 
 # Position i is class i; the value is its id in the 459-label space of the .mat annotations.
