@@ -142,6 +142,22 @@ ERROR_CASES = {
 }
 
 
+@pytest.mark.parametrize("override, key, value", [
+    ("data.root=/data/cityscapes", ("data", "root"), "/data/cityscapes"),
+    ("model.pretrained=weights/x.pth", ("model", "pretrained"), "weights/x.pth"),
+    ("init=runs/a-1234abcd", ("init",), "runs/a-1234abcd"),
+    ("data.root=~/data/city.scapes-2", ("data", "root"), "~/data/city.scapes-2"),
+    ("model.name=hrnet", ("model", "name"), "hrnet"),
+    ("seed=7", ("seed",), 7),
+    ('data.root="with space"', ("data", "root"), "with space"),
+])
+def test_overrides_take_bare_strings_and_keep_toml_values(write_spec, minimal_spec, override, key, value):
+    loaded = spec.load(write_spec(minimal_spec), [override])
+    for part in key:
+        loaded = getattr(loaded, part)
+    assert loaded == value
+
+
 @pytest.mark.parametrize("body, overrides, message", ERROR_CASES.values(), ids=ERROR_CASES.keys())
 def test_errors_name_file_key_and_fix(write_spec, body, overrides, message, minimal_spec):
     with pytest.raises(SpecError, match=message) as error:

@@ -94,7 +94,9 @@ def _read_with_extends(path: Path, chain: tuple[Path, ...]) -> tuple[dict, Origi
 # ---- overrides ------------------------------------------------------------------------------
 
 OVERRIDE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(\.([A-Za-z_][A-Za-z0-9_-]*|[0-9]+))*")
-BARE_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-/]*")
+# A value that is not TOML but holds no quote, bracket, brace, comma, '=', '#' or whitespace is taken
+# as a string: names and paths (model.name=hrnet, data.root=/data/cityscapes, init=runs/a-1234abcd).
+BARE_STRING = re.compile(r"[^\s\"'\[\]{},=#]+")
 
 
 def _parse_override_value(raw: str, override: str):
@@ -104,7 +106,7 @@ def _parse_override_value(raw: str, override: str):
         parsed = None
     if parsed is not None and list(parsed) == ["value"]:
         return parsed["value"]
-    if BARE_WORD.fullmatch(raw):  # the shell ate the quotes of model.name="hrnet"
+    if BARE_STRING.fullmatch(raw):  # a path, or the shell ate the quotes of model.name="hrnet"
         return raw
     raise SpecError(f"override {override!r}: the value {raw!r} is not a TOML value (quote strings: key='\"text\"')")
 
