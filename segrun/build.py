@@ -30,7 +30,7 @@ from segrun.models.weights import load_init, load_pretrained
 from segrun.optim import optimization
 from segrun.resolve import resolved_memory_format
 from segrun.run_folder import RunFolder
-from segrun.spec import KeyProblem, Spec
+from segrun.spec import KeyProblem, PredictionSpec, Spec
 from segrun.task import SegmentationTask
 
 # ---- the spec ----------------------------------------------------------------------------------
@@ -53,9 +53,11 @@ def check_spec(loaded: Spec) -> None:
     if loaded.model.mscale_training is not None and not models.takes_param(loaded.model.name, "mscale_training"):
         raise KeyProblem(("model", "mscale_training"), f"model {loaded.model.name} has no multi-scale training; "
                          "only hrnet_ocr_ms takes this key")
-    if models.fuses_scales(loaded.model.name) and 1.0 not in loaded.eval.scales:
-        raise KeyProblem(("eval", "scales"), f"{loaded.model.name} fuses scales into the 1.0 prediction, so 1.0 must "
-                         f"be among them; got {list(loaded.eval.scales)}")
+    for section in ("eval", "test"):
+        options = getattr(loaded, section)
+        if options is not None and options.model_scales is not None and not models.fuses_scales(loaded.model.name):
+            raise KeyProblem((section, "model_scales"), f"model {loaded.model.name} does not fuse scales; only "
+                             "hrnet_ocr_ms takes model_scales (use scales for multi-scale testing)")
     outputs = models.output_names(loaded.model)
     if len(loaded.loss) != len(outputs):
         raise KeyProblem(("loss",), f"{len(loaded.loss)} [[loss]] tables for the {len(outputs)} outputs of model "
@@ -66,11 +68,14 @@ def check_spec(loaded: Spec) -> None:
         except OptionError as error:
             raise KeyProblem(("loss", index, error.key), error.problem) from None
 
-    for key in ("train_pipeline", "val_pipeline"):
+    pipelines = {("data", "train_pipeline"): loaded.data.train_pipeline, ("data", "val_pipeline"): loaded.data.val_pipeline}
+    if loaded.test is not None:
+        pipelines["test", "pipeline"] = loaded.test.pipeline
+    for path, steps in pipelines.items():
         try:
-            build_pipeline(getattr(loaded.data, key))
+            build_pipeline(steps)
         except PipelineError as error:
-            raise KeyProblem(("data", key, error.index, error.key), error.problem) from None
+            raise KeyProblem((*path, error.index, error.key), error.problem) from None
     dataset_class = DATASETS[loaded.data.dataset]
     if loaded.data.coarse_schedule != "all" and not getattr(dataset_class, "mixes_coarse", False):
         raise KeyProblem(("data", "coarse_schedule"), f"dataset {loaded.data.dataset} does not mix fine and coarse "
@@ -121,6 +126,13 @@ def parameter_count(loaded: Spec) -> int:
 
 # ---- Lightning -----------------------------------------------------------------------------------
 
+def predictor(options: PredictionSpec):
+    """predict(model, images) -> class scores, with the scales, flip, windows and combination of
+    `options` (a spec's [eval] or [test])."""
+    return partial(predict, scales=options.scales, flip=options.flip, window=options.sliding, combine=options.combine,
+                   model_scales=options.model_scales)
+
+
 def task(loaded: Spec, load_weights: bool = True) -> SegmentationTask:
     """The task of a spec; with load_weights, the model starts from model.pretrained and init.
     The model is in the trainer's memory format (and compiled if asked)."""
@@ -138,8 +150,7 @@ def task(loaded: Spec, load_weights: bool = True) -> SegmentationTask:
     return SegmentationTask(network, losses(loaded), [loss.weight for loss in loaded.loss], dataset_class.num_classes,
                             dataset_class.class_names, dataset_class.ignore_index,
                             optimization(loaded.optimizer, loaded.schedule),
-                            partial(predict, scales=loaded.eval.scales, flip=loaded.eval.flip,
-                                    window=loaded.eval.sliding),
+                            predictor(loaded.eval),
                             channels_last=channels_last)
 
 

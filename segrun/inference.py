@@ -1,10 +1,10 @@
 """Test-time prediction: several scales, left-right flip and sliding windows, for every model.
 
-Models that fuse scales themselves (a ScaleFusingModel, e.g. hrnet_ocr_ms by attention) do so
-through `predict_scales`; for the others, the softmax probabilities of each scale, resized to the
-image, are averaged.
-Flipped predictions are flipped back and averaged; sliding windows (stride 2/3 of the window)
-average the logits where windows overlap.
+Each scale's logits (averaged with the flipped-back logits of the mirror image) are resized to the
+image and combined over scales as the mean of their probabilities or the sum of their logits.
+Models that fuse scales themselves (a ScaleFusingModel, e.g. hrnet_ocr_ms by attention) run their
+own `predict_scales` over `model_scales` inside each outer scale. Sliding windows (stride 2/3 of
+the window) average the logits where windows overlap.
 """
 import torch
 
@@ -35,19 +35,25 @@ def sliding_logits(forward, images: torch.Tensor, window) -> torch.Tensor:
     return total / count
 
 
-def _probabilities(model: SegmentationModel, images: torch.Tensor, scales, window) -> torch.Tensor:
-    if isinstance(model, ScaleFusingModel):
-        return sliding_logits(lambda crop: model.predict_scales(crop, scales), images, window).softmax(1)
+def predict(model: SegmentationModel, images: torch.Tensor, scales=(1.0,), flip: bool = False, window=None,
+            combine: str = "mean_probabilities", model_scales=None) -> torch.Tensor:
+    """Class scores [N, C, H, W] for images [N, 3, H, W]: at each scale, the logits of the image (and
+    with `flip`, the mean with those of its mirror image), resized to the image; then the mean of
+    their softmax probabilities over the scales (combine "mean_probabilities") or the sum of the
+    logits (combine "sum_logits", the study's testing). A ScaleFusingModel given `model_scales`
+    fuses those scales by itself inside each of the outer `scales`."""
+    if model_scales is not None and not isinstance(model, ScaleFusingModel):
+        raise ValueError(f"{type(model).__name__} does not fuse scales; model_scales applies to scale-fusing models")
+
+    def forward(crop: torch.Tensor) -> torch.Tensor:
+        return model(crop)[0] if model_scales is None else model.predict_scales(crop, model_scales)
+
     total = 0
     for scale in scales:
-        logits = sliding_logits(lambda crop: model(crop)[0], rescale(images, scale, model.align_corners), window)
-        total = total + resize(logits, images.shape[-2:], model.align_corners).float().softmax(1)
-    return total / len(scales)
-
-
-def predict(model: SegmentationModel, images: torch.Tensor, scales=(1.0,), flip: bool = False, window=None) -> torch.Tensor:
-    """Class probabilities [N, C, H, W] for images [N, 3, H, W]."""
-    probabilities = _probabilities(model, images, scales, window)
-    if flip:
-        probabilities = (probabilities + _probabilities(model, images.flip(-1), scales, window).flip(-1)) / 2
-    return probabilities
+        scaled = rescale(images, scale, model.align_corners)
+        logits = sliding_logits(forward, scaled, window)
+        if flip:
+            logits = (logits + sliding_logits(forward, scaled.flip(-1), window).flip(-1)) / 2
+        logits = resize(logits, images.shape[-2:], model.align_corners).float()
+        total = total + (logits if combine == "sum_logits" else logits.softmax(1))
+    return total if combine == "sum_logits" else total / len(scales)

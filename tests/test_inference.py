@@ -34,9 +34,11 @@ def test_flip_averaging_equals_the_plain_prediction_for_a_symmetric_model(name):
     half = torch.randn(1, 3, 65, 33)
     images = torch.cat([half, half.flip(-1)[..., 1:]], dim=-1)  # 65 x 65, its own mirror image
     assert torch.equal(images, images.flip(-1))
+    # a scale-fusing model at its 1.0x scale alone: its 0.5x branch samples an odd size asymmetrically
+    single = {"model_scales": (1.0,)} if models.fuses_scales(name) else {}
     with torch.no_grad():
-        plain = predict(model, images)
-        flipped = predict(model, images, flip=True)
+        plain = predict(model, images, **single)
+        flipped = predict(model, images, flip=True, **single)
     assert torch.allclose(plain, flipped, atol=1e-5)
     assert torch.allclose(plain.sum(1), torch.ones(1, 65, 65), atol=1e-5)
 
@@ -59,7 +61,23 @@ def test_a_scale_fusing_model_predicts_through_its_own_fusion():
     model = models.create("hrnet_ocr_ms", 3, backbone="hrnet_w18_small").eval()
     images = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        assert torch.allclose(predict(model, images, (0.5, 1.0)), model.predict_scales(images, (0.5, 1.0)).softmax(1))
+        fused = model.predict_scales(images, (0.5, 1.0, 2.0))
+        assert torch.allclose(predict(model, images, model_scales=(0.5, 1.0, 2.0)), fused.softmax(1))
+        # without model_scales, its forward: the 0.5x + 1.0x fusion it was trained with
+        assert torch.allclose(predict(model, images), model.predict_scales(images, (0.5, 1.0)).softmax(1), atol=1e-5)
+
+
+def test_outer_scales_wrap_the_models_own_fusion_and_sum_logits():
+    torch.manual_seed(0)
+    model = models.create("hrnet_ocr_ms", 3, backbone="hrnet_w18_small").eval()
+    images = torch.randn(1, 3, 64, 64)
+    inner = (0.5, 1.0)
+    with torch.no_grad():
+        summed = predict(model, images, scales=(0.75, 1.0), combine="sum_logits", model_scales=inner)
+        small = torch.nn.functional.interpolate(images, size=(48, 48), mode="bilinear", align_corners=True)
+        expected = model.predict_scales(images, inner) + torch.nn.functional.interpolate(
+            model.predict_scales(small, inner), size=(64, 64), mode="bilinear", align_corners=True)
+    assert torch.allclose(summed, expected, atol=1e-5)
 
 
 class PixelwiseModel(SegmentationModel):
@@ -79,3 +97,14 @@ class PixelwiseModel(SegmentationModel):
 def test_flipped_prediction_is_flipped_back():
     images = torch.randn(2, 3, 5, 7)
     assert torch.allclose(predict(PixelwiseModel(), images, flip=True), predict(PixelwiseModel(), images), atol=1e-6)
+
+
+def test_sum_logits_with_flip_sums_the_mean_of_each_flip_pair():
+    model = PixelwiseModel()
+    images = torch.randn(1, 3, 8, 8)
+    assert torch.allclose(predict(model, images, scales=(1.0, 1.0), flip=True, combine="sum_logits"), images * 6)
+
+
+def test_model_scales_need_a_scale_fusing_model():
+    with pytest.raises(ValueError, match="does not fuse scales"):
+        predict(PixelwiseModel(), torch.randn(1, 3, 8, 8), model_scales=(1.0,))

@@ -10,14 +10,16 @@ from segrun.spec.schema import (
     LossSpec,
     ModelSpec,
     OptimizerSpec,
+    PredictionSpec,
     ScheduleSpec,
     Spec,
     SyntheticData,
+    TestSpec,
     TrainerSpec,
     TransformStep,
 )
 
 __all__ = [
-    "DataSpec", "EvalSpec", "KeyProblem", "LossSpec", "ModelSpec", "OptimizerSpec", "ScheduleSpec", "Spec", "SpecError",
-    "SyntheticData", "TrainerSpec", "TransformStep", "dumps", "load", "loads", "spec_hash",
+    "DataSpec", "EvalSpec", "KeyProblem", "LossSpec", "ModelSpec", "OptimizerSpec", "PredictionSpec", "ScheduleSpec", "Spec", "SpecError",
+    "SyntheticData", "TestSpec", "TrainerSpec", "TransformStep", "dumps", "load", "loads", "spec_hash",
 ]

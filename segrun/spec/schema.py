@@ -186,15 +186,46 @@ def positive_scales(_instance, _attribute, value):
         raise ValueError(f"expected a non-empty list of scales in (0, 8], got {list(value)}")
 
 
+def optional_model_scales(_instance, _attribute, value):
+    if value is not None:
+        positive_scales(_instance, _attribute, value)
+        if 1.0 not in value:
+            raise ValueError(f"expected 1.0 among the scales (the attention fuses them into the 1.0 prediction), "
+                             f"got {list(value)}")
+
+
 @frozen
-class EvalSpec:
-    """Validation during training (and the defaults of `segrun eval`)."""
+class PredictionSpec:
+    """How predictions are made from a trained model, in validation ([eval]) and test ([test])."""
+
+    scales: tuple[float, ...] = field(default=(1.0,), validator=positive_scales)  # image scales to predict at
+    flip: bool = False  # also predict the left-right flipped image and average the two
+    sliding: tuple[int, int] | None = field(default=None, validator=pair_of_positive)  # window [height, width]
+    # how the scales are combined: the mean of their softmax probabilities, or the sum of their logits
+    # (the study's testing); a flip pair is averaged first either way
+    combine: Literal["mean_probabilities", "sum_logits"] = "mean_probabilities"
+    # scale-fusing models (hrnet_ocr_ms) only: the scales their attention fuses inside each of the
+    # outer `scales`; unset: the model's own forward (0.5x and 1.0x when trained that way)
+    model_scales: tuple[float, ...] | None = field(default=None, validator=optional_model_scales)
+
+
+@frozen
+class EvalSpec(PredictionSpec):
+    """Validation during training (it picks the best checkpoint; keep it cheap)."""
 
     every_n_epochs: int = field(default=1, validator=at_least(1))
     batch_size: int = field(default=1, validator=at_least(1))
-    scales: tuple[float, ...] = field(default=(1.0,), validator=positive_scales)  # image scales to predict at
-    flip: bool = False  # also predict the left-right flipped image and average
-    sliding: tuple[int, int] | None = field(default=None, validator=pair_of_positive)  # window [height, width]
+
+
+@frozen
+class TestSpec(PredictionSpec):
+    """The protocol of the reported numbers, run on the val split after training (into
+    metrics.json's "test") and by `segrun eval`."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+    batch_size: int = field(default=1, validator=at_least(1))
+    # albumentations transforms of the test images; empty: data.val_pipeline
+    pipeline: tuple[TransformStep, ...] = ()
 
 
 @frozen
@@ -211,8 +242,10 @@ class Spec:
     schedule: ScheduleSpec = field(factory=ScheduleSpec)
     trainer: TrainerSpec = field(factory=TrainerSpec)
     eval: EvalSpec = field(factory=EvalSpec)
+    test: TestSpec | None = None  # no [test]: the reported numbers are the validation's
 
 
-SECTIONS = (Spec, DataSpec, SyntheticData, ModelSpec, LossSpec, OptimizerSpec, ScheduleSpec, TrainerSpec, EvalSpec)
+SECTIONS = (Spec, DataSpec, SyntheticData, ModelSpec, LossSpec, OptimizerSpec, ScheduleSpec, TrainerSpec, PredictionSpec,
+            EvalSpec, TestSpec)
 for _section in SECTIONS:
     attrs.resolve_types(_section)
