@@ -10,26 +10,9 @@ from segrun.data.datamodule import SegmentationDataModule
 from segrun.errors import UserError
 from segrun.metrics import format_iou_table
 from segrun.resolve import eval_precision
-from segrun.run_folder import RunFolder
+from segrun.run_folder import locate
 from segrun.runner import build_task
 from segrun.spec import loads
-
-
-def locate(run_or_checkpoint: Path) -> tuple[RunFolder, Path]:
-    """(run folder, checkpoint) for a run folder (its best, else last, checkpoint) or a .ckpt inside one."""
-    if run_or_checkpoint.is_dir():
-        folder = RunFolder(run_or_checkpoint)
-        checkpoint = folder.best_checkpoint() or folder.resume_checkpoint()
-        if checkpoint is None:
-            raise UserError(f"{run_or_checkpoint}: no checkpoints/*.ckpt in this run folder; train it first")
-    elif run_or_checkpoint.is_file():
-        checkpoint = run_or_checkpoint
-        folder = RunFolder(checkpoint.resolve().parent.parent)
-    else:
-        raise UserError(f"{run_or_checkpoint}: no such run folder or checkpoint")
-    if not folder.spec_file.is_file():
-        raise UserError(f"{folder.spec_file}: missing; segrun eval needs the run folder the checkpoint was trained in")
-    return folder, checkpoint
 
 
 def evaluate(run_or_checkpoint: Path, scales=None, flip: bool | None = None, sliding=None, progress: bool = True,

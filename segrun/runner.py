@@ -18,10 +18,10 @@ from segrun.data.datamodule import SegmentationDataModule, ensure_dataset
 from segrun.errors import UserError
 from segrun.inference import predict
 from segrun.metrics import format_iou_table
-from segrun.models.weights import init_checkpoint, load_init, load_pretrained
+from segrun.models.weights import load_init, load_pretrained
 from segrun.optim import optimization
 from segrun.resolve import describe, resolve, resolved_memory_format
-from segrun.run_folder import RunFolder, run_folder_for
+from segrun.run_folder import InitCheckpoint, RunFolder, init_checkpoint, run_folder_for
 from segrun.spec import Spec, spec_hash
 from segrun.task import NonFiniteLoss, SegmentationTask
 
@@ -40,15 +40,16 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         write_atomically(Path(path), serialized.getvalue())
 
 
-def build_task(spec: Spec, load_weights: bool = True) -> SegmentationTask:
-    """The task of a spec; with load_weights, the model starts from model.pretrained and init.
-    The model is in the trainer's memory format (and compiled if asked)."""
+def build_task(spec: Spec, load_weights: bool = True, init: InitCheckpoint | None = None) -> SegmentationTask:
+    """The task of a spec; with load_weights, the model starts from model.pretrained, and from
+    `init` (the spec's init_checkpoint) when given. The model is in the trainer's memory format
+    (and compiled if asked)."""
     dataset = DATASETS[spec.data.dataset]
     model = models.create(spec.model.name, dataset.num_classes, **models.model_params(spec.model))
     if load_weights and spec.model.pretrained is not None:
         print(load_pretrained(model, Path(spec.model.pretrained)))
-    if load_weights and spec.init is not None:
-        print(load_init(model, Path(spec.init)))
+    if load_weights and init is not None:
+        print(load_init(model, init.path))
     channels_last = resolved_memory_format(spec.trainer) == "channels_last"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -87,19 +88,22 @@ def build_trainer(spec: Spec, folder: RunFolder, progress: bool = True) -> pl.Tr
     )
 
 
-def train(spec: Spec, runs_dir: Path, force: bool = False, progress: bool = True) -> RunFolder:
+def train(spec: Spec, runs_dir: Path, force: bool = False, progress: bool = True,
+          init: InitCheckpoint | None = None) -> RunFolder:
     """Train and validate the spec in its run folder, resuming an interrupted run; a finished
-    run is left untouched (with `force`, a new folder is trained)."""
+    run is left untouched (with `force`, a new folder is trained). `init`: the spec's
+    init_checkpoint where the caller has found it already (a chain, to name the stage's folder)."""
     resolved = resolve(spec)
     print(describe(spec, resolved))
     spec = resolved
-    folder = run_folder_for(spec, runs_dir, force)
+    init = init or init_checkpoint(spec)
+    folder = run_folder_for(spec, runs_dir, init, force)
     if folder.finished:
         print(f"{folder.path} already holds this finished run (metrics.json); use --force to train it again in a new folder")
         return folder
     ensure_dataset(spec.data, progress)
     pl.seed_everything(spec.seed, workers=True, verbose=False)
-    task = build_task(spec)
+    task = build_task(spec, init=init)
     datamodule = SegmentationDataModule(spec.data, spec.eval, spec.seed)
     trainer = build_trainer(spec, folder, progress)
     timer = next(callback for callback in trainer.callbacks if isinstance(callback, Timer))
@@ -121,14 +125,13 @@ def train(spec: Spec, runs_dir: Path, force: bool = False, progress: bool = True
     validation_seconds = time.monotonic() - validation_started
     if trainer.is_global_zero:
         checkpoint = torch.load(best, map_location="cpu", weights_only=True) if best else None
-        init = None if spec.init is None else init_checkpoint(Path(spec.init))
         metrics = {
             **task.last_val_scores,
             "epoch": checkpoint["epoch"] if checkpoint else trainer.current_epoch,
             "step": checkpoint["global_step"] if checkpoint else trainer.global_step,
             "checkpoint": str(Path(best).resolve().relative_to(folder.path.resolve())) if best else None,
             "spec_hash": spec_hash(spec),
-            "init": None if init is None else {"path": str(init), "sha256": lineage.file_sha256(init)},
+            "init": None if init is None else init.as_json(),
             "segrun_commit": lineage.segrun_commit(),
             "packages": lineage.package_versions(),
             "devices": lineage.device_names(),

@@ -139,7 +139,7 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny, tmp_
     loaded = spec.load(tiny, ["trainer.epochs=2"])
     with pytest.raises(UserError, match=r"the training loss became nan at step 2 \(epoch 1\); the last good checkpoint is checkpoints/last\.ckpt"):
         runner.train(loaded, tmp_path / "runs", progress=False)
-    folder = runner.run_folder_for(resolve(loaded), tmp_path / "runs")
+    folder = runner.run_folder_for(resolve(loaded), tmp_path / "runs", init=None)
     state = torch.load(folder.checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
     assert state["global_step"] == 2 and all(torch.isfinite(t).all() for t in state["state_dict"].values() if t.is_floating_point())
     assert not folder.finished
@@ -147,7 +147,7 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny, tmp_
 
 def test_a_checkpoint_write_that_fails_midway_leaves_the_previous_checkpoint_whole(tiny, tmp_path, monkeypatch):
     loaded = resolve(spec.load(tiny))
-    folder = runner.run_folder_for(loaded, tmp_path / "runs")
+    folder = runner.run_folder_for(loaded, tmp_path / "runs", init=None)
     checkpoint_io = runner.build_trainer(loaded, folder, progress=False).strategy.checkpoint_io
     assert isinstance(checkpoint_io, runner.AtomicCheckpointIO)
     path = folder.checkpoints / "last.ckpt"
