@@ -15,6 +15,7 @@ from segrun import lineage, losses, models
 from segrun.atomic_write import write_atomically
 from segrun.data import DATASETS
 from segrun.data.datamodule import SegmentationDataModule, ensure_dataset
+from segrun.data.sampling import epochs_vary_in_length
 from segrun.errors import UserError
 from segrun.inference import predict
 from segrun.metrics import format_iou_table
@@ -83,7 +84,7 @@ def build_trainer(spec: Spec, folder: RunFolder, progress: bool = True) -> pl.Tr
         gradient_clip_val=t.gradient_clip_val, deterministic=t.deterministic, log_every_n_steps=t.log_every_n_steps,
         check_val_every_n_epoch=spec.eval.every_n_epochs, callbacks=callbacks, logger=loggers,
         enable_progress_bar=progress, enable_model_summary=False, use_distributed_sampler=False,
-        reload_dataloaders_every_n_epochs=1 if spec.data.coarse_schedule == "linear_decay" else 0,
+        reload_dataloaders_every_n_epochs=1 if epochs_vary_in_length(spec.data.coarse_schedule) else 0,
         detect_anomaly=t.detect_anomaly, plugins=[AtomicCheckpointIO()],
     )
 
