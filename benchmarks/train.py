@@ -12,6 +12,7 @@ import torch
 
 from benchmarks import timing
 from segrun import losses, models, spec
+from segrun.atomic_write import write_figure
 from segrun.data import DATASETS
 from segrun.resolve import resolve_trainer
 from segrun.spec.schema import LossSpec, TrainerSpec
@@ -211,5 +212,5 @@ def plot(result: dict, path) -> None:
         axis.tick_params(axis="x", rotation=30)
     figure.suptitle(f"{result['device']}, torch {result['torch']}")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    write_figure(figure, path, dpi=100)
     plt.close(figure)

@@ -6,6 +6,7 @@ import attrs
 import pytorch_lightning as pl
 import torch
 
+from segrun.atomic_write import write_atomically
 from segrun.data.datamodule import SegmentationDataModule
 from segrun.errors import UserError
 from segrun.metrics import format_iou_table
@@ -43,8 +44,7 @@ def evaluate(run_or_checkpoint: Path, scales=None, flip: bool | None = None, sli
         "sliding": list(spec.eval.sliding) if spec.eval.sliding else None,
         "checkpoint": str(checkpoint),
     }
-    eval_file.parent.mkdir(parents=True, exist_ok=True)
-    eval_file.write_text(json.dumps(result, indent=2) + "\n")
+    write_atomically(eval_file, (json.dumps(result, indent=2) + "\n").encode())
     print(format_iou_table(result))
     print(f"{eval_file}: mIoU {result['mIoU']:.4f}")
     return result

@@ -130,6 +130,6 @@ def run_folder_for(spec: Spec, runs_dir: Path, init: InitCheckpoint | None, forc
             raise UserError(f"{folder.spec_file}: holds another spec than this one although the hash matches; "
                             f"move {path} away or run with --force")
         return folder
-    path.mkdir(parents=True, exist_ok=True)
-    folder.spec_file.write_text(text)
+    # Whole or absent: a half-written spec.toml would fail the next run with "holds another spec".
+    write_atomically(folder.spec_file, text.encode())
     return folder

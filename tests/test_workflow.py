@@ -166,6 +166,23 @@ def test_a_checkpoint_write_that_fails_midway_leaves_the_previous_checkpoint_who
     assert [p.name for p in folder.checkpoints.glob("*.ckpt")] == ["last.ckpt"]
 
 
+def test_a_spec_write_that_fails_midway_leaves_no_spec_and_the_next_run_writes_it(tiny, tmp_path, monkeypatch):
+    loaded = resolve(spec.load(tiny))
+    real_write_bytes = Path.write_bytes
+
+    def write_half_then_fail(self, data):
+        real_write_bytes(self, data[: len(data) // 2])
+        raise OSError("No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "write_bytes", write_half_then_fail)
+        with pytest.raises(OSError, match="No space left"):
+            runner.run_folder_for(loaded, tmp_path / "runs", init=None)
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert not (folder / "spec.toml").exists()
+    assert runner.run_folder_for(loaded, tmp_path / "runs", init=None).spec_file.read_text() == spec.dumps(loaded)
+
+
 def test_two_process_ddp_counts_every_validation_image_once(tiny, tmp_path):
     runs = tmp_path / "runs"
     overrides = ['trainer.accelerator="cpu"', "trainer.devices=2", 'trainer.strategy="ddp"']
