@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 
 from benchmarks import timing
 from segrun import build, models
+from segrun.atomic_write import write_figure
 from segrun.data import DATASETS
 from segrun.losses import LOSSES
 from segrun.resolve import resolve_trainer
@@ -280,5 +281,5 @@ def plot(result: dict, path) -> None:
         axis.tick_params(axis="x", rotation=30)
     figure.suptitle(f"{result['device']}, torch {result['torch']}")
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    write_figure(figure, path, dpi=100)
     plt.close(figure)

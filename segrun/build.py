@@ -21,6 +21,7 @@ from segrun import models, spec
 from segrun.atomic_write import write_atomically
 from segrun.data import DATASETS
 from segrun.data.datamodule import SegmentationDataModule
+from segrun.data.sampling import epochs_vary_in_length
 from segrun.data.transforms import PipelineError, build_pipeline
 from segrun.errors import did_you_mean
 from segrun.inference import predict
@@ -29,7 +30,7 @@ from segrun.losses import create as create_loss
 from segrun.models.weights import load_init, load_pretrained
 from segrun.optim import optimization
 from segrun.resolve import resolved_memory_format
-from segrun.run_folder import RunFolder
+from segrun.run_folder import InitCheckpoint, RunFolder
 from segrun.spec import KeyProblem, PredictionSpec, Spec
 from segrun.task import SegmentationTask
 
@@ -133,14 +134,15 @@ def predictor(options: PredictionSpec):
                    model_scales=options.model_scales)
 
 
-def task(loaded: Spec, load_weights: bool = True) -> SegmentationTask:
-    """The task of a spec; with load_weights, the model starts from model.pretrained and init.
-    The model is in the trainer's memory format (and compiled if asked)."""
+def task(loaded: Spec, load_weights: bool = True, init: InitCheckpoint | None = None) -> SegmentationTask:
+    """The task of a spec; with load_weights, the model starts from model.pretrained, and from
+    `init` (the spec's run_folder.init_checkpoint, resolved once by the caller) when given. The
+    model is in the trainer's memory format (and compiled if asked)."""
     network = model(loaded)
     if load_weights and loaded.model.pretrained is not None:
         print(load_pretrained(network, Path(loaded.model.pretrained)))
-    if load_weights and loaded.init is not None:
-        print(load_init(network, Path(loaded.init)))
+    if load_weights and init is not None:
+        print(load_init(network, init.path))
     channels_last = resolved_memory_format(loaded.trainer) == "channels_last"
     if channels_last:
         network = network.to(memory_format=torch.channels_last)
@@ -195,6 +197,6 @@ def trainer(loaded: Spec, folder: RunFolder, progress: bool = True, callbacks=()
         gradient_clip_val=t.gradient_clip_val, deterministic=t.deterministic, log_every_n_steps=t.log_every_n_steps,
         check_val_every_n_epoch=loaded.eval.every_n_epochs, callbacks=callbacks, logger=loggers,
         enable_progress_bar=progress, enable_model_summary=False, use_distributed_sampler=False,
-        reload_dataloaders_every_n_epochs=1 if loaded.data.coarse_schedule == "linear_decay" else 0,
+        reload_dataloaders_every_n_epochs=1 if epochs_vary_in_length(loaded.data.coarse_schedule) else 0,
         detect_anomaly=t.detect_anomaly, plugins=[AtomicCheckpointIO()],
     )

@@ -9,7 +9,7 @@ from attrs import field, frozen
 from segrun import build, runner
 from segrun.errors import UserError
 from segrun.resolve import resolve
-from segrun.run_folder import RunFolder, planned_run_folder
+from segrun.run_folder import RunFolder, init_checkpoint, planned_run_folder
 from segrun.spec import Spec, SpecError, dumps
 from segrun.spec.loader import load_section
 from segrun.spec.schema import run_name
@@ -76,7 +76,8 @@ def run_chain(chain_path: Path, runs_dir: Path, dry_run: bool = False, progress:
                 continue
         spec = stage_spec(chain, chain_path, index, init)
         spec = resolve(spec)  # the folder of the recipe this machine will run
-        folder = planned_run_folder(spec, runs_dir)
+        start = init_checkpoint(spec)
+        folder = planned_run_folder(spec, runs_dir, start)
         if dry_run:
             status = "done" if folder.finished else "interrupted, will resume" if folder.path.exists() else "to run"
             body = "".join(f"    {line}\n" for line in dumps(spec).splitlines())
@@ -85,7 +86,7 @@ def run_chain(chain_path: Path, runs_dir: Path, dry_run: bool = False, progress:
             continue
         print(f"chain {chain.name}: {label} in {folder.path}")
         try:
-            folders.append(runner.train(spec, runs_dir, progress=progress))
+            folders.append(runner.train(spec, runs_dir, progress=progress, init=start))
         except Exception as error:
             raise UserError(f"chain {chain.name}: {label} failed: {error.__class__.__name__}: {error}; after fixing it, "
                             f"`segrun chain {chain_path}` continues here (finished stages are kept)") from error

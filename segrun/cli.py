@@ -396,14 +396,9 @@ def _say_written(*paths) -> None:
 
 
 def _write_results(args, result: dict, markdown) -> None:
-    import json
+    from benchmarks import write_results
 
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
-    if args.md is not None:
-        args.md.parent.mkdir(parents=True, exist_ok=True)
-        args.md.write_text(markdown(result))
+    write_results(result, markdown, args.json, args.md)
 
 
 def _bench_data(args) -> None:

@@ -7,27 +7,11 @@ import pytorch_lightning as pl
 import torch
 
 from segrun import build
+from segrun.atomic_write import write_atomically
 from segrun.errors import UserError
 from segrun.metrics import format_iou_table
 from segrun.resolve import eval_precision
-from segrun.run_folder import RunFolder
-
-
-def locate(run_or_checkpoint: Path) -> tuple[RunFolder, Path]:
-    """(run folder, checkpoint) for a run folder (its best, else last, checkpoint) or a .ckpt inside one."""
-    if run_or_checkpoint.is_dir():
-        folder = RunFolder(run_or_checkpoint)
-        checkpoint = folder.best_checkpoint() or folder.resume_checkpoint()
-        if checkpoint is None:
-            raise UserError(f"{run_or_checkpoint}: no checkpoints/*.ckpt in this run folder; train it first")
-    elif run_or_checkpoint.is_file():
-        checkpoint = run_or_checkpoint
-        folder = RunFolder(checkpoint.resolve().parent.parent)
-    else:
-        raise UserError(f"{run_or_checkpoint}: no such run folder or checkpoint")
-    if not folder.spec_file.is_file():
-        raise UserError(f"{folder.spec_file}: missing; segrun eval needs the run folder the checkpoint was trained in")
-    return folder, checkpoint
+from segrun.run_folder import locate
 
 
 def evaluate(run_or_checkpoint: Path, scales=None, flip: bool | None = None, sliding=None, progress: bool = True,
@@ -58,8 +42,7 @@ def evaluate(run_or_checkpoint: Path, scales=None, flip: bool | None = None, sli
         "sliding": list(spec.eval.sliding) if spec.eval.sliding else None,
         "checkpoint": str(checkpoint),
     }
-    eval_file.parent.mkdir(parents=True, exist_ok=True)
-    eval_file.write_text(json.dumps(result, indent=2) + "\n")
+    write_atomically(eval_file, (json.dumps(result, indent=2) + "\n").encode())
     print(format_iou_table(result))
     print(f"{eval_file}: mIoU {result['mIoU']:.4f}")
     return result

@@ -1,5 +1,4 @@
 """Where a run came from: recorded in its metrics.json so any figure can be traced and repeated."""
-import functools
 import hashlib
 import os
 import platform
@@ -15,14 +14,6 @@ PACKAGES = ("torch", "pytorch-lightning", "torchmetrics", "timm", "albumentation
 
 
 def file_sha256(path: Path) -> str:
-    """SHA-256 of a file; remembered per (path, size, mtime), as a checkpoint is hashed both to name
-    the run folder and to record its lineage."""
-    status = Path(path).stat()
-    return _sha256(str(Path(path).resolve()), status.st_size, status.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=32)
-def _sha256(path: str, _size: int, _mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         for block in iter(lambda: file.read(1 << 20), b""):

@@ -13,8 +13,8 @@ from segrun.data.image_io import write_image
 from segrun.data.preview import colour_labels
 from segrun.data.transforms import build_pipeline
 from segrun.errors import UserError
-from segrun.evaluation import locate
 from segrun.inference import predict
+from segrun.run_folder import locate
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 

@@ -2,6 +2,7 @@
 in `seed`) summarised by mean and standard deviation."""
 import csv
 import glob
+import io
 import json
 import statistics
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import attrs
 
 from segrun import build
+from segrun.atomic_write import write_atomically, write_figure
 from segrun.errors import UserError
 from segrun.run_folder import RunFolder
 from segrun.spec import Spec, spec_hash
@@ -95,17 +97,18 @@ def format_table(rows: list[dict]) -> str:
 def write_csv(results: list[RunResult], path: Path) -> None:
     """One row per run, per-class IoU included."""
     class_names = sorted({name for r in results for name in r.metrics.get("per_class_iou", {})})
-    with open(path, "w", newline="") as file:
-        writer = csv.writer(file)
-        writer.writerow(["run", "name", "setting", "seed", "model", "loss", "data", "epochs", "params", "mIoU",
-                         "pixel_accuracy", "train_seconds", "validation_seconds_per_image", *class_names])
-        for r in results:
-            per_class = r.metrics.get("per_class_iou", {})
-            writer.writerow([r.folder.path, r.spec.name, r.setting, r.spec.seed, r.spec.model.name,
-                             "+".join(loss.name for loss in r.spec.loss), r.spec.data.dataset, r.spec.trainer.epochs,
-                             r.parameters, r.metrics.get("mIoU"), r.metrics.get("pixel_accuracy"),
-                             r.metrics.get("train_seconds"), r.metrics.get("validation_seconds_per_image"),
-                             *(per_class.get(name) for name in class_names)])
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow(["run", "name", "setting", "seed", "model", "loss", "data", "epochs", "params", "mIoU",
+                     "pixel_accuracy", "train_seconds", "validation_seconds_per_image", *class_names])
+    for r in results:
+        per_class = r.metrics.get("per_class_iou", {})
+        writer.writerow([r.folder.path, r.spec.name, r.setting, r.spec.seed, r.spec.model.name,
+                         "+".join(loss.name for loss in r.spec.loss), r.spec.data.dataset, r.spec.trainer.epochs,
+                         r.parameters, r.metrics.get("mIoU"), r.metrics.get("pixel_accuracy"),
+                         r.metrics.get("train_seconds"), r.metrics.get("validation_seconds_per_image"),
+                         *(per_class.get(name) for name in class_names)])
+    write_atomically(path, table.getvalue().encode())
 
 
 def _training_curve(folder: RunFolder) -> list[tuple[int, float]]:
@@ -135,5 +138,5 @@ def write_plot(results: list[RunResult], rows: list[dict], path: Path) -> None:
     curves.set_ylabel("training loss")
     curves.legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(path, dpi=100)
+    write_figure(figure, path, dpi=100)
     pyplot.close(figure)

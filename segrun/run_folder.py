@@ -1,4 +1,5 @@
-"""runs/<name>-<spec hash>/: the resolved spec, checkpoints, logs and metrics of one run."""
+"""runs/<name>-<spec hash>/: the resolved spec, checkpoints, logs and metrics of one run, and
+which of its checkpoints a command starts from."""
 import hashlib
 import json
 from pathlib import Path
@@ -7,6 +8,7 @@ from attrs import frozen
 
 from segrun.atomic_write import write_atomically
 from segrun.errors import UserError
+from segrun.lineage import file_sha256
 from segrun.spec import Spec, dumps, spec_hash
 
 
@@ -44,33 +46,79 @@ class RunFolder:
         best = sorted(self.checkpoints.glob("best-*.ckpt"), key=lambda p: p.stat().st_mtime)
         return best[-1] if best else None
 
+    def trained_checkpoint(self) -> Path | None:
+        """What a finished or interrupted run has to offer: its best checkpoint, else its last."""
+        return self.best_checkpoint() or self.resume_checkpoint()
+
     def write_metrics(self, metrics: dict) -> None:
         write_atomically(self.metrics_file, (json.dumps(metrics, indent=2) + "\n").encode())
 
 
-def run_hash(spec: Spec) -> str:
-    """8 hex digits naming the run: the resolved spec's hash, and with `init` also the content of
-    the checkpoint it starts from (so a chain stage after a retrained stage is a new run)."""
+@frozen
+class InitCheckpoint:
+    """The checkpoint a spec's `init` starts from, found and hashed once per command: the run
+    folder's name, the weights the model starts from and metrics.json's "init" entry all take it."""
+    path: Path
+    sha256: str
+
+    def as_json(self) -> dict:
+        return {"path": str(self.path), "sha256": self.sha256}
+
+
+def init_checkpoint(spec: Spec) -> InitCheckpoint | None:
+    """The checkpoint `init` names: the file itself, or a run folder's best (else last) checkpoint;
+    None for a spec without `init`."""
     if spec.init is None:
+        return None
+    path = Path(spec.init)
+    if path.is_dir():
+        checkpoint = RunFolder(path).trained_checkpoint()
+        if checkpoint is None:
+            raise UserError(f"init: {path} holds no checkpoints/*.ckpt; point init at a run folder that trained")
+    elif path.is_file():
+        checkpoint = path
+    else:
+        raise UserError(f"init: no such checkpoint {path}")
+    return InitCheckpoint(checkpoint, file_sha256(checkpoint))
+
+
+def locate(run_or_checkpoint: Path) -> tuple[RunFolder, Path]:
+    """(run folder, checkpoint) for a run folder (its best, else last, checkpoint) or a .ckpt inside one."""
+    if run_or_checkpoint.is_dir():
+        folder = RunFolder(run_or_checkpoint)
+        checkpoint = folder.trained_checkpoint()
+        if checkpoint is None:
+            raise UserError(f"{run_or_checkpoint}: no checkpoints/*.ckpt in this run folder; train it first")
+    elif run_or_checkpoint.is_file():
+        checkpoint = run_or_checkpoint
+        folder = RunFolder(checkpoint.resolve().parent.parent)
+    else:
+        raise UserError(f"{run_or_checkpoint}: no such run folder or checkpoint")
+    if not folder.spec_file.is_file():
+        raise UserError(f"{folder.spec_file}: missing; segrun eval needs the run folder the checkpoint was trained in")
+    return folder, checkpoint
+
+
+def run_hash(spec: Spec, init: InitCheckpoint | None) -> str:
+    """8 hex digits naming the run: the resolved spec's hash, and with `init` (the spec's
+    init_checkpoint) also the content of the checkpoint it starts from (so a chain stage after a
+    retrained stage is a new run)."""
+    if init is None:
         return spec_hash(spec)
-    from segrun.lineage import file_sha256
-    from segrun.models.weights import init_checkpoint
-
-    init_digest = file_sha256(init_checkpoint(Path(spec.init)))
-    return hashlib.sha256(f"{dumps(spec)}\ninit sha256 {init_digest}".encode()).hexdigest()[:8]
+    return hashlib.sha256(f"{dumps(spec)}\ninit sha256 {init.sha256}".encode()).hexdigest()[:8]
 
 
-def planned_run_folder(spec: Spec, runs_dir: Path) -> RunFolder:
+def planned_run_folder(spec: Spec, runs_dir: Path, init: InitCheckpoint | None) -> RunFolder:
     """Where this spec runs, without creating anything."""
-    return RunFolder(Path(runs_dir) / f"{spec.name}-{run_hash(spec)}")
+    return RunFolder(Path(runs_dir) / f"{spec.name}-{run_hash(spec, init)}")
 
 
-def run_folder_for(spec: Spec, runs_dir: Path, force: bool = False) -> RunFolder:
+def run_folder_for(spec: Spec, runs_dir: Path, init: InitCheckpoint | None, force: bool = False) -> RunFolder:
     """The folder of this spec, created with its spec.toml. The same resolved spec (and init
     checkpoint) always maps to the same folder; with `force`, a fresh folder beside it
     (<name>-<hash>-2, -3, ...)."""
     text = dumps(spec)
-    base = planned_run_folder(spec, runs_dir).path
+    base = planned_run_folder(spec, runs_dir, init).path
     path = base
     if force:
         suffix = 2
@@ -82,6 +130,6 @@ def run_folder_for(spec: Spec, runs_dir: Path, force: bool = False) -> RunFolder
             raise UserError(f"{folder.spec_file}: holds another spec than this one although the hash matches; "
                             f"move {path} away or run with --force")
         return folder
-    path.mkdir(parents=True, exist_ok=True)
-    folder.spec_file.write_text(text)
+    # Whole or absent: a half-written spec.toml would fail the next run with "holds another spec".
+    write_atomically(folder.spec_file, text.encode())
     return folder

@@ -12,26 +12,28 @@ from segrun import build, lineage
 from segrun.data.datamodule import ensure_dataset
 from segrun.errors import UserError
 from segrun.metrics import format_iou_table
-from segrun.models.weights import init_checkpoint
 from segrun.resolve import describe, resolve
-from segrun.run_folder import RunFolder, run_folder_for
+from segrun.run_folder import InitCheckpoint, RunFolder, init_checkpoint, run_folder_for
 from segrun.spec import Spec, spec_hash
 from segrun.task import NonFiniteLoss
 
 
-def train(spec: Spec, runs_dir: Path, force: bool = False, progress: bool = True) -> RunFolder:
+def train(spec: Spec, runs_dir: Path, force: bool = False, progress: bool = True,
+          init: InitCheckpoint | None = None) -> RunFolder:
     """Train and validate the spec in its run folder, resuming an interrupted run; a finished
-    run is left untouched (with `force`, a new folder is trained)."""
+    run is left untouched (with `force`, a new folder is trained). `init`: the spec's
+    init_checkpoint where the caller has found it already (a chain, to name the stage's folder)."""
     resolved = resolve(spec)
     print(describe(spec, resolved))
     spec = resolved
-    folder = run_folder_for(spec, runs_dir, force)
+    init = init or init_checkpoint(spec)
+    folder = run_folder_for(spec, runs_dir, init, force)
     if folder.finished:
         print(f"{folder.path} already holds this finished run (metrics.json); use --force to train it again in a new folder")
         return folder
     ensure_dataset(spec.data, progress)
     pl.seed_everything(spec.seed, workers=True, verbose=False)
-    task = build.task(spec)
+    task = build.task(spec, init=init)
     datamodule = build.datamodule(spec)
     trainer = build.trainer(spec, folder, progress)
     timer = next(callback for callback in trainer.callbacks if isinstance(callback, Timer))
@@ -53,14 +55,13 @@ def train(spec: Spec, runs_dir: Path, force: bool = False, progress: bool = True
     validation_seconds = time.monotonic() - validation_started
     if trainer.is_global_zero:
         checkpoint = torch.load(best, map_location="cpu", weights_only=True) if best else None
-        init = None if spec.init is None else init_checkpoint(Path(spec.init))
         metrics = {
             **task.last_val_scores,
             "epoch": checkpoint["epoch"] if checkpoint else trainer.current_epoch,
             "step": checkpoint["global_step"] if checkpoint else trainer.global_step,
             "checkpoint": str(Path(best).resolve().relative_to(folder.path.resolve())) if best else None,
             "spec_hash": spec_hash(spec),
-            "init": None if init is None else {"path": str(init), "sha256": lineage.file_sha256(init)},
+            "init": None if init is None else init.as_json(),
             "segrun_commit": lineage.segrun_commit(),
             "packages": lineage.package_versions(),
             "devices": lineage.device_names(),

@@ -65,11 +65,11 @@ class SegmentationTask(pl.LightningModule):
                            + format_iou_table(self.last_val_scores))
 
     def configure_optimizers(self) -> dict:
-        total_steps = int(self.trainer.estimated_stepping_batches)
         datamodule = self.trainer.datamodule
-        if datamodule is not None and hasattr(datamodule, "total_train_steps"):
-            # epochs of varying length (coarse schedule): Lightning's estimate assumes the first epoch's length
-            total_steps = datamodule.total_train_steps(self.trainer.accumulate_grad_batches) or total_steps
+        if datamodule is None:  # batches handed to fit directly: epochs alike, Lightning's estimate is exact
+            total_steps = int(self.trainer.estimated_stepping_batches)
+        else:  # a SegmentationDataModule, which counts the steps of epochs that differ in length too
+            total_steps = datamodule.total_train_steps(self.trainer.accumulate_grad_batches)
         if self.trainer.max_steps > 0:
             total_steps = min(total_steps, self.trainer.max_steps)
         return self.configure_optimization(self.parameters(), total_steps)

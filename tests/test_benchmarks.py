@@ -1,8 +1,10 @@
 """The benchmark commands at tiny sizes on the CPU: they run, and their JSON has the promised shape."""
 import json
+from pathlib import Path
 
 import pytest
 
+from benchmarks import write_results
 from segrun.cli import main
 
 HEADER = {"device", "torch", "cuda", "segrun_commit", "date"}
@@ -65,3 +67,19 @@ def test_bench_never_replaces_a_file(tmp_path, capsys):
 def test_bench_train_names_a_bad_recipe(capsys):
     assert main(["bench", "train", "specs/quickstart.toml", "--device", "cpu", "--recipes", "33/contiguous/off"]) == 2
     assert "--recipes: recipe '33/contiguous/off': expected one of study, default" in capsys.readouterr().err
+
+
+def test_result_files_are_replaced_whole(tmp_path, monkeypatch):
+    json_path, md_path = tmp_path / "results" / "run.json", tmp_path / "results" / "run.md"
+    write_results({"rows": [1]}, lambda result: f"rows: {result['rows']}\n", json_path, md_path)
+    assert json.loads(json_path.read_text()) == {"rows": [1]} and md_path.read_text() == "rows: [1]\n"
+    real_write_bytes = Path.write_bytes
+
+    def write_half_then_fail(self, data):
+        real_write_bytes(self, data[: len(data) // 2])
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", write_half_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        write_results({"rows": [1, 2]}, lambda result: "", json_path, md_path)
+    assert json.loads(json_path.read_text()) == {"rows": [1]}

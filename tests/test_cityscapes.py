@@ -1,10 +1,12 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from segrun.data import DATASETS
 from segrun.data.cityscapes import Cityscapes, prepare
 from segrun.data.cityscapes_labels import LABEL_ID_TO_TRAIN_ID, TRAIN_CLASS_NAMES
-from segrun.data.image_io import read_label, read_rgb
+from segrun.data.image_io import read_label, read_rgb, write_image
 from segrun.data.synthetic_cityscapes import render_scene, synthesize
 from segrun.data.transforms import build_pipeline
 from segrun.errors import DatasetError
@@ -68,6 +70,22 @@ def test_prepare_resumes_after_an_interruption(tmp_path, interrupt_writes):
         prepare(tmp_path, progress=False)
     restore()
     assert prepare(tmp_path, progress=False) == 2
+
+
+def test_an_image_write_that_fails_midway_leaves_the_previous_image(tmp_path, monkeypatch):
+    path = tmp_path / "labels" / "a_labelTrainIds.png"
+    write_image(path, np.full((4, 6), 3, np.uint8))
+    real_write_bytes = Path.write_bytes
+
+    def write_half_then_fail(self, data):
+        real_write_bytes(self, data[: len(data) // 2])
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", write_half_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        write_image(path, np.full((4, 6), 7, np.uint8))
+    assert np.array_equal(read_label(path), np.full((4, 6), 3, np.uint8))
+    assert [p.name for p in path.parent.glob("*.png")] == [path.name]
 
 
 def test_dataset_reads_images_and_train_ids(tmp_path):

@@ -62,7 +62,7 @@ def test_an_interrupted_run_resumes_where_it_stopped(tiny, tmp_path, monkeypatch
     with pytest.raises((KeyboardInterrupt, SystemExit)):
         runner.train(loaded, tmp_path / "runs", progress=False)
     monkeypatch.setattr(SegmentationTask, "training_step", real_step)
-    folder = runner.run_folder_for(resolve(loaded), tmp_path / "runs")
+    folder = runner.run_folder_for(resolve(loaded), tmp_path / "runs", init=None)
     assert not folder.finished and (folder.checkpoints / "interrupted.ckpt").is_file()
 
     runner.train(loaded, tmp_path / "runs", progress=False)

@@ -38,3 +38,33 @@ def test_schedule_steps_per_iteration():
         config["optimizer"].step()
         config["lr_scheduler"]["scheduler"].step()
     assert learning_rates == pytest.approx([1.0, 0.75, 0.5, 0.25])
+
+
+def test_a_fit_without_a_datamodule_schedules_over_lightnings_step_count():
+    """Batches handed to fit directly (no SegmentationDataModule to count the steps): epochs are alike."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from segrun.task import SegmentationTask
+
+    totals = []
+
+    def configure(parameters, total_steps):
+        totals.append(total_steps)
+        return optimization(OptimizerSpec(lr=0.01), ScheduleSpec())(parameters, total_steps)
+
+    class OneOutput(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.classifier = torch.nn.Conv2d(3, 2, 1)
+
+        def forward(self, images):
+            return [self.classifier(images)]
+
+    task = SegmentationTask(OneOutput(), [torch.nn.CrossEntropyLoss()], [1.0], 2, ["a", "b"], 255, configure,
+                            predict=lambda model, images: model(images)[0].softmax(1))
+    batches = DataLoader(TensorDataset(torch.randn(6, 3, 4, 4), torch.randint(0, 2, (6, 4, 4))), batch_size=2)
+    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(task, train_dataloaders=batches)
+    assert totals == [6] and trainer.global_step == 6

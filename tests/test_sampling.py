@@ -5,7 +5,12 @@ import pytest
 
 from segrun.build import load_spec
 from segrun.cli import main
-from segrun.data.sampling import coarse_count, epoch_indices, total_optimizer_steps
+from segrun.data.sampling import (
+    CoarseDecaySampler,
+    coarse_count,
+    epoch_indices,
+    optimizer_steps,
+)
 from segrun.spec import SpecError
 
 
@@ -24,7 +29,17 @@ def test_every_fine_sample_each_epoch_and_the_scheduled_coarse_subset():
         assert len(chosen) == coarse_count(epoch, 5, 20) and len(set(chosen)) == len(chosen)
     assert epoch_indices(fine, coarse, 1, 5, seed=0) == epoch_indices(fine, coarse, 1, 5, seed=0)
     assert epoch_indices(fine, coarse, 1, 5, seed=0) != epoch_indices(fine, coarse, 1, 5, seed=1)
-    assert total_optimizer_steps(10, 20, 5, 4, 1, 1) == sum((10 + c) // 4 for c in (20, 15, 10, 5, 0))
+    sampler = CoarseDecaySampler(fine, coarse, 1, 5, seed=0)
+    assert list(sampler) == epoch_indices(fine, coarse, 1, 5, seed=0) and len(sampler) == 10 + 15
+    assert optimizer_steps(sampler.epoch_lengths(), 4, 1) == sum((10 + c) // 4 for c in (20, 15, 10, 5, 0))
+    assert optimizer_steps(sampler.epoch_lengths(), 4, 2) == sum(-(-((10 + c) // 4) // 2) for c in (20, 15, 10, 5, 0))
+
+
+def test_under_ddp_each_process_takes_an_equal_share_of_the_epoch():
+    fine, coarse = list(range(7)), list(range(7, 12))
+    shares = [list(CoarseDecaySampler(fine, coarse, 0, 3, seed=2, world_size=2, rank=rank)) for rank in (0, 1)]
+    assert len(shares[0]) == len(shares[1]) == 6 and not set(shares[0]) & set(shares[1])
+    assert shares[0] + shares[1] == epoch_indices(fine, coarse, 0, 3, seed=2)[:12]
 
 
 def test_the_schedule_needs_a_dataset_that_mixes_fine_and_coarse(tiny_spec):
@@ -32,15 +47,19 @@ def test_the_schedule_needs_a_dataset_that_mixes_fine_and_coarse(tiny_spec):
         load_spec(tiny_spec(), ['data.coarse_schedule="linear_decay"'])
 
 
-def test_a_run_with_the_decaying_schedule_takes_fewer_steps_each_epoch(tiny_spec, tmp_path):
+@pytest.mark.parametrize("schedule, steps_per_epoch", [
+    ("linear_decay", [4, 3, 2]),  # (4 fine + 4, 2, 0 coarse) / batch 2
+    ("all", [4, 4, 4]),
+])
+def test_a_run_takes_its_schedules_steps_per_epoch_and_the_lr_spans_them(tiny_spec, tmp_path, schedule, steps_per_epoch):
     path = tiny_spec(dataset="cityscapes_fine_coarse", batch_size=2, train_images=4, val_images=2, width=96, epochs=3)
-    assert main([str(path), 'data.coarse_schedule="linear_decay"', "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
+    assert main([str(path), f'data.coarse_schedule="{schedule}"', "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
     (log,) = (tmp_path / "runs").glob("tiny-*/logs/csv/version_0/metrics.csv")
     with open(log) as file:
         rows = list(csv.DictReader(file))
     losses = [row for row in rows if row.get("train/loss")]
-    steps_per_epoch = [sum(1 for row in losses if row["epoch"] == str(epoch)) for epoch in range(3)]
-    assert steps_per_epoch == [4, 3, 2]  # (4 fine + 4, 2, 0 coarse) / batch 2
+    assert [sum(1 for row in losses if row["epoch"] == str(epoch)) for epoch in range(3)] == steps_per_epoch
     learning_rates = [float(row["lr-AdamW"]) for row in rows if row.get("lr-AdamW")]
-    # The poly schedule spans the 9 steps that ran: its last step uses lr x (1 - 8/9) ** 0.9.
-    assert learning_rates[0] == pytest.approx(0.003) and learning_rates[-1] == pytest.approx(0.003 * (1 / 9) ** 0.9)
+    # The poly schedule spans the steps that ran (9 with the decay): the last uses lr x (1 - 8/9) ** 0.9.
+    total = sum(steps_per_epoch)
+    assert learning_rates[0] == pytest.approx(0.003) and learning_rates[-1] == pytest.approx(0.003 * (1 / total) ** 0.9)

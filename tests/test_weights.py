@@ -1,10 +1,14 @@
 """Published checkpoint layouts, written by the tests, load back into segrun models."""
+import hashlib
+
 import pytest
 import torch
 
 from segrun import models
 from segrun.errors import UserError
 from segrun.models.weights import load_init, load_pretrained
+from segrun.run_folder import init_checkpoint
+from segrun.spec import loads
 
 
 def small(name="hrnet_ocr", num_classes=3, backbone="hrnet_w18_small", seed=0):
@@ -60,13 +64,16 @@ def test_missing_or_unreadable_files_are_user_errors(tmp_path):
         load_pretrained(small(), tmp_path / "garbage.pth")
 
 
-def test_init_from_a_checkpoint_with_another_class_count(tmp_path):
+def test_init_from_a_checkpoint_with_another_class_count(tmp_path, minimal_spec):
     source = small("hrnet", num_classes=7, seed=1)
     torch.save({"state_dict": {f"model.{k}": v for k, v in source.state_dict().items()}}, tmp_path / "seven.ckpt")
     target = small("hrnet", num_classes=3, seed=2)
-    summary = load_init(target, tmp_path / "seven.ckpt")
+    start = init_checkpoint(loads(f"init = '{tmp_path / 'seven.ckpt'}'\n{minimal_spec}"))
+    assert start.path == tmp_path / "seven.ckpt"
+    assert start.sha256 == hashlib.sha256(start.path.read_bytes()).hexdigest()
+    summary = load_init(target, start.path)
     assert same_tensors(source, target, "backbone.")
     assert torch.equal(target.head[0].weight, source.head[0].weight)
     assert "shape differs: head.3.bias, head.3.weight" in summary
     with pytest.raises(UserError, match="holds no checkpoints"):
-        load_init(target, tmp_path)
+        init_checkpoint(loads(f"init = '{tmp_path}'\n{minimal_spec}"))

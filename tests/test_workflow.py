@@ -139,7 +139,7 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny, tmp_
     loaded = build.load_spec(tiny, ["trainer.epochs=2"])
     with pytest.raises(UserError, match=r"the training loss became nan at step 2 \(epoch 1\); the last good checkpoint is checkpoints/last\.ckpt"):
         runner.train(loaded, tmp_path / "runs", progress=False)
-    folder = runner.run_folder_for(resolve(loaded), tmp_path / "runs")
+    folder = runner.run_folder_for(resolve(loaded), tmp_path / "runs", init=None)
     state = torch.load(folder.checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
     assert state["global_step"] == 2 and all(torch.isfinite(t).all() for t in state["state_dict"].values() if t.is_floating_point())
     assert not folder.finished
@@ -147,7 +147,7 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny, tmp_
 
 def test_a_checkpoint_write_that_fails_midway_leaves_the_previous_checkpoint_whole(tiny, tmp_path, monkeypatch):
     loaded = resolve(build.load_spec(tiny))
-    folder = runner.run_folder_for(loaded, tmp_path / "runs")
+    folder = runner.run_folder_for(loaded, tmp_path / "runs", init=None)
     checkpoint_io = runner.build_trainer(loaded, folder, progress=False).strategy.checkpoint_io
     assert isinstance(checkpoint_io, runner.AtomicCheckpointIO)
     path = folder.checkpoints / "last.ckpt"
@@ -164,6 +164,23 @@ def test_a_checkpoint_write_that_fails_midway_leaves_the_previous_checkpoint_who
         checkpoint_io.save_checkpoint({"global_step": 2, "weights": torch.zeros(1000)}, path)
     assert path.read_bytes() == before
     assert [p.name for p in folder.checkpoints.glob("*.ckpt")] == ["last.ckpt"]
+
+
+def test_a_spec_write_that_fails_midway_leaves_no_spec_and_the_next_run_writes_it(tiny, tmp_path, monkeypatch):
+    loaded = resolve(spec.load(tiny))
+    real_write_bytes = Path.write_bytes
+
+    def write_half_then_fail(self, data):
+        real_write_bytes(self, data[: len(data) // 2])
+        raise OSError("No space left on device")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "write_bytes", write_half_then_fail)
+        with pytest.raises(OSError, match="No space left"):
+            runner.run_folder_for(loaded, tmp_path / "runs", init=None)
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert not (folder / "spec.toml").exists()
+    assert runner.run_folder_for(loaded, tmp_path / "runs", init=None).spec_file.read_text() == spec.dumps(loaded)
 
 
 def test_two_process_ddp_counts_every_validation_image_once(tiny, tmp_path):

@@ -12,7 +12,11 @@ from torch.utils.data import (
 )
 
 from segrun.data import DATASETS, resolve_root
-from segrun.data.sampling import epoch_indices, total_optimizer_steps
+from segrun.data.sampling import (
+    CoarseDecaySampler,
+    epochs_vary_in_length,
+    optimizer_steps,
+)
 from segrun.data.transforms import build_pipeline
 from segrun.spec import DataSpec, EvalSpec
 
@@ -77,31 +81,30 @@ class SegmentationDataModule(pl.LightningDataModule):
                           prefetch_factor=2 if workers > 0 else None, worker_init_fn=_seed_worker_augmentations)
 
     def train_dataloader(self) -> DataLoader:
-        if self.data.coarse_schedule == "linear_decay":
-            return self._loader(self.train_set, self.data.batch_size, self._decaying_coarse_indices(), drop_last=True)
+        return self._loader(self.train_set, self.data.batch_size, self._train_sampler(), drop_last=True)
+
+    def _train_sampler(self):
+        """This epoch's sampler: the coarse schedule's (the Trainer rebuilds the loader every epoch
+        when it is on), else every sample once, shuffled (seeded and shared out under DDP)."""
+        if epochs_vary_in_length(self.data.coarse_schedule):
+            fine, coarse = self.train_set.indices_by_annotation()
+            world, rank = world_and_rank()
+            return CoarseDecaySampler(fine, coarse, self.trainer.current_epoch, self.trainer.max_epochs, self.seed,
+                                      world, rank)
         if distributed():
-            sampler = DistributedSampler(self.train_set, shuffle=True, seed=self.seed, drop_last=True)
+            return DistributedSampler(self.train_set, shuffle=True, seed=self.seed, drop_last=True)
+        return RandomSampler(self.train_set)
+
+    def total_train_steps(self, accumulate: int) -> int:
+        """Optimizer steps of the whole run, counted epoch by epoch from the train sampler: under
+        the coarse schedule epochs differ in length, where Lightning's estimate (the first epoch's
+        steps times the epochs) would be wrong."""
+        sampler = self._train_sampler()
+        if isinstance(sampler, CoarseDecaySampler):
+            epoch_lengths = sampler.epoch_lengths()
         else:
-            sampler = RandomSampler(self.train_set)
-        return self._loader(self.train_set, self.data.batch_size, sampler, drop_last=True)
-
-    def _decaying_coarse_indices(self) -> list[int]:
-        """This epoch's samples (this process's share under DDP); the Trainer reloads the train
-        loader every epoch when this schedule is on."""
-        fine, coarse = self.train_set.indices_by_annotation()
-        indices = epoch_indices(fine, coarse, self.trainer.current_epoch, self.trainer.max_epochs, self.seed)
-        world, rank = world_and_rank()
-        share = len(indices) // world
-        return indices[rank * share:(rank + 1) * share]
-
-    def total_train_steps(self, accumulate: int) -> int | None:
-        """Optimizer steps of the whole run when epochs differ in length (linear_decay), else None
-        (Lightning's estimate is exact then)."""
-        if self.data.coarse_schedule != "linear_decay":
-            return None
-        fine, coarse = self.train_set.indices_by_annotation()
-        world, _ = world_and_rank()
-        return total_optimizer_steps(len(fine), len(coarse), self.trainer.max_epochs, self.data.batch_size, world, accumulate)
+            epoch_lengths = [len(sampler)] * self.trainer.max_epochs
+        return optimizer_steps(epoch_lengths, self.data.batch_size, accumulate)
 
     def val_dataloader(self) -> DataLoader:
         # Each process validates its own share and the metric sums the confusion matrices, so no

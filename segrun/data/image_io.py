@@ -1,9 +1,10 @@
 """Reading and atomically writing the image and label files of the dataset layouts."""
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from segrun.atomic_write import write_atomically
 
 
 def read_rgb(path: Path) -> np.ndarray:
@@ -23,12 +24,11 @@ def read_label(path: Path) -> np.ndarray:
 
 
 def write_image(path: Path, array: np.ndarray) -> None:
-    """Write an image (RGB [H, W, 3] or labels [H, W]; the format follows the suffix) under a
-    temporary name, then rename, so an interrupted write never leaves a truncated file at `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.partial{path.suffix}")
+    """Write an image (RGB [H, W, 3] or labels [H, W]; the format follows the suffix) atomically,
+    so an interrupted write never leaves a truncated file at `path`."""
     if array.ndim == 3:
         array = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
-    if not cv2.imwrite(str(temporary), array):
+    encoded, data = cv2.imencode(path.suffix, array)
+    if not encoded:
         raise OSError(f"{path}: could not write the image")
-    os.replace(temporary, path)
+    write_atomically(path, data.tobytes())

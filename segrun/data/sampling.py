@@ -1,8 +1,18 @@
 """The study's strategy 1 for coarse data: one run on fine + coarse in which the share of coarse
-samples per epoch falls linearly, from all of them in the first epoch to none in the last."""
+samples per epoch falls linearly, from all of them in the first epoch to none in the last.
+`CoarseDecaySampler` is the schedule: it draws each epoch's samples and knows every epoch's
+length, so the run's optimizer steps are counted from it."""
 import math
+from collections.abc import Iterable, Iterator
 
 import torch
+from torch.utils.data import Sampler
+
+
+def epochs_vary_in_length(coarse_schedule: str) -> bool:
+    """Whether data.coarse_schedule makes epochs differ in length: the train loader is then
+    rebuilt every epoch (the Trainer's reload_dataloaders_every_n_epochs=1) from a CoarseDecaySampler."""
+    return coarse_schedule == "linear_decay"
 
 
 def coarse_count(epoch: int, epochs: int, total: int) -> int:
@@ -21,11 +31,34 @@ def epoch_indices(fine: list[int], coarse: list[int], epoch: int, epochs: int, s
     return [indices[i] for i in torch.randperm(len(indices), generator=generator)]
 
 
-def epoch_batches(samples: int, batch_size: int, world_size: int) -> int:
-    """Batches one process runs in an epoch of `samples` (shared out evenly, incomplete batches dropped)."""
-    return samples // world_size // batch_size
+def optimizer_steps(epoch_lengths: Iterable[int], batch_size: int, accumulate: int) -> int:
+    """Optimizer steps of a run whose epochs give one process these many samples: incomplete
+    batches are dropped, and an epoch's last, incomplete accumulation still steps."""
+    return sum(math.ceil(length // batch_size / accumulate) for length in epoch_lengths)
 
 
-def total_optimizer_steps(fine: int, coarse: int, epochs: int, batch_size: int, world_size: int, accumulate: int) -> int:
-    return sum(math.ceil(epoch_batches(fine + coarse_count(e, epochs, coarse), batch_size, world_size) / accumulate)
-               for e in range(epochs))
+class CoarseDecaySampler(Sampler[int]):
+    """Epoch `epoch` of the schedule: every fine index plus coarse_count coarse ones, shuffled
+    (epoch_indices), and under DDP this process's equal share of them. The loader is rebuilt with
+    a new sampler each epoch, since its length changes."""
+
+    def __init__(self, fine: list[int], coarse: list[int], epoch: int, epochs: int, seed: int,
+                 world_size: int = 1, rank: int = 0):
+        self.fine, self.coarse = fine, coarse
+        self.epoch, self.epochs, self.seed = epoch, epochs, seed
+        self.world_size, self.rank = world_size, rank
+
+    def epoch_length(self, epoch: int) -> int:
+        """Samples this process sees in `epoch`."""
+        return (len(self.fine) + coarse_count(epoch, self.epochs, len(self.coarse))) // self.world_size
+
+    def epoch_lengths(self) -> list[int]:
+        return [self.epoch_length(epoch) for epoch in range(self.epochs)]
+
+    def __len__(self) -> int:
+        return self.epoch_length(self.epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        indices = epoch_indices(self.fine, self.coarse, self.epoch, self.epochs, self.seed)
+        share = len(self)
+        return iter(indices[self.rank * share:(self.rank + 1) * share])

@@ -15,7 +15,6 @@ import torch
 from torch import nn
 
 from segrun.errors import UserError
-from segrun.run_folder import RunFolder
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -74,21 +73,7 @@ def load_pretrained(model: nn.Module, path: Path) -> str:
     return "pretrained: " + load_matching(model, read_state_dict(path), path, strict_backbone=True)
 
 
-def init_checkpoint(path: Path) -> Path:
-    """The checkpoint `init` names: the file itself, or a run folder's best (else last) checkpoint."""
-    if path.is_dir():
-        folder = RunFolder(path)
-        checkpoint = folder.best_checkpoint() or folder.resume_checkpoint()
-        if checkpoint is None:
-            raise UserError(f"init: {path} holds no checkpoints/*.ckpt; point init at a run folder that trained")
-        return checkpoint
-    if not path.is_file():
-        raise UserError(f"init: no such checkpoint {path}")
-    return path
-
-
 def load_init(model: nn.Module, path: Path) -> str:
-    """A segrun checkpoint or run folder (see init_checkpoint): every tensor whose name and shape
-    match is loaded, e.g. all but the classifier of a model with other classes."""
-    path = init_checkpoint(path)
+    """A segrun checkpoint (the one `init` names, see run_folder.init_checkpoint): every tensor
+    whose name and shape match is loaded, e.g. all but the classifier of a model with other classes."""
     return "init: " + load_matching(model, read_state_dict(path), path, strict_backbone=False)
