@@ -152,12 +152,12 @@ def task(loaded: Spec, load_weights: bool = True, init: InitCheckpoint | None = 
     return SegmentationTask(network, losses(loaded), [loss.weight for loss in loaded.loss], dataset_class.num_classes,
                             dataset_class.class_names, dataset_class.ignore_index,
                             optimization(loaded.optimizer, loaded.schedule),
-                            predictor(loaded.eval),
-                            channels_last=channels_last)
+                            predictor(loaded.eval), channels_last=channels_last,
+                            test_predict=None if loaded.test is None else predictor(loaded.test))
 
 
 def datamodule(loaded: Spec) -> SegmentationDataModule:
-    return SegmentationDataModule(loaded.data, loaded.eval, loaded.seed)
+    return SegmentationDataModule(loaded.data, loaded.eval, loaded.seed, loaded.test)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

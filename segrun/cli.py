@@ -272,7 +272,7 @@ def _validate(args) -> None:
 def _eval(args) -> None:
     from segrun.evaluation import evaluate
 
-    evaluate(args.run, args.scales, args.flip, args.sliding, progress=not args.no_progress, out=args.out)
+    evaluate(args.run, progress=not args.no_progress, out=args.out, scales=args.scales, flip=args.flip, sliding=args.sliding)
 
 
 def _report(args) -> None:

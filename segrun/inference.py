@@ -57,3 +57,16 @@ def predict(model: SegmentationModel, images: torch.Tensor, scales=(1.0,), flip:
         logits = resize(logits, images.shape[-2:], model.align_corners).float()
         total = total + (logits if combine == "sum_logits" else logits.softmax(1))
     return total if combine == "sum_logits" else total / len(scales)
+
+
+def describe_prediction(options) -> str:
+    """One phrase for a spec's [eval] or [test] prediction options, as printed with their scores."""
+    parts = [f"scales {', '.join(map(str, options.scales))}"]
+    if options.model_scales is not None:
+        parts.append(f"attention over {', '.join(map(str, options.model_scales))} inside each")
+    if options.flip:
+        parts.append("flip")
+    if options.sliding is not None:
+        parts.append(f"sliding {options.sliding[0]}x{options.sliding[1]}")
+    parts.append("summed logits" if options.combine == "sum_logits" else "mean probabilities")
+    return ", ".join(parts)

@@ -11,10 +11,12 @@ from pytorch_lightning.callbacks import Timer
 from segrun import build, lineage
 from segrun.data.datamodule import ensure_dataset
 from segrun.errors import UserError
+from segrun.inference import describe_prediction
 from segrun.metrics import format_iou_table
 from segrun.resolve import describe, resolve
 from segrun.run_folder import InitCheckpoint, RunFolder, init_checkpoint, run_folder_for
 from segrun.spec import Spec, spec_hash
+from segrun.spec.loader import to_table
 from segrun.task import NonFiniteLoss
 
 
@@ -53,6 +55,12 @@ def train(spec: Spec, runs_dir: Path, force: bool = False, progress: bool = True
     validation_started = time.monotonic()
     trainer.validate(task, datamodule=datamodule, ckpt_path=best, verbose=False)
     validation_seconds = time.monotonic() - validation_started
+    test = None
+    if spec.test is not None:  # the reported numbers' protocol, on the same best checkpoint
+        test_started = time.monotonic()
+        trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False)
+        test = {**task.last_test_scores, "protocol": to_table(spec.test),
+                "seconds_per_image": round((time.monotonic() - test_started) / max(len(datamodule.test_set), 1), 4)}
     if trainer.is_global_zero:
         checkpoint = torch.load(best, map_location="cpu", weights_only=True) if best else None
         metrics = {
@@ -70,9 +78,13 @@ def train(spec: Spec, runs_dir: Path, force: bool = False, progress: bool = True
             "peak_gpu_memory_gb": lineage.peak_gpu_memory_gb(),
             "trainer": {"precision": spec.trainer.precision, "memory_format": spec.trainer.memory_format,
                         "compile": spec.trainer.compile},
+            "test": test,
         }
         folder.write_metrics(metrics)
         print(f"\nbest checkpoint, epoch {metrics['epoch']} (step {metrics['step']}):\n{format_iou_table(metrics)}")
         print(f"{folder.metrics_file}: mIoU {metrics['mIoU']:.4f} of {metrics['checkpoint'] or 'the final weights'} "
               f"(epoch {metrics['epoch']}, step {metrics['step']})")
+        if test is not None:
+            print(f"\ntest protocol ({describe_prediction(spec.test)}):\n{format_iou_table(test)}")
+            print(f"{folder.metrics_file}: test mIoU {test['mIoU']:.4f}")
     return folder

@@ -1,5 +1,5 @@
-"""The LightningModule: a model, its per-output losses, mIoU on validation. Everything it
-needs is built from the spec elsewhere (segrun.runner) and handed in."""
+"""The LightningModule: a model, its per-output losses, mIoU on validation and under the test
+protocol. Everything it needs is built from the spec elsewhere (segrun.build) and handed in."""
 from typing import Callable
 
 import pytorch_lightning as pl
@@ -18,17 +18,20 @@ class NonFiniteLoss(RuntimeError):
 class SegmentationTask(pl.LightningModule):
     def __init__(self, model: nn.Module, losses: list[nn.Module], loss_weights: list[float], num_classes: int,
                  class_names, ignore_index: int, configure_optimization: Callable[..., dict],
-                 predict: Callable[[nn.Module, torch.Tensor], torch.Tensor], channels_last: bool = False):
+                 predict: Callable[[nn.Module, torch.Tensor], torch.Tensor], channels_last: bool = False,
+                 test_predict: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None):
         super().__init__()
         self.channels_last = channels_last  # batches follow the model's memory format
         self.model = model
-        self.predict = predict  # (model, images) -> probabilities, with the spec's test-time options
+        self.predict = predict  # (model, images) -> class scores, with the spec's [eval] options
+        self.test_predict = test_predict  # the same with its [test] options (trainer.test), if it has any
         self.losses = nn.ModuleList(losses)  # losses[i] applies to the model's output i
         self.loss_weights = loss_weights
         self.class_names = tuple(class_names)
-        self.val_iou = MeanIoU(num_classes, ignore_index)
+        self.iou = MeanIoU(num_classes, ignore_index)  # of validation or test, whichever runs
         self.configure_optimization = configure_optimization
         self.last_val_scores: dict | None = None  # JSON form of the latest validation
+        self.last_test_scores: dict | None = None  # and of the latest test
 
     def _in_layout(self, images: torch.Tensor) -> torch.Tensor:
         return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
@@ -51,15 +54,25 @@ class SegmentationTask(pl.LightningModule):
 
     def validation_step(self, batch, batch_index: int) -> None:
         images, target = batch
-        self.val_iou.update(self.predict(self.model, self._in_layout(images)), target)
+        self.iou.update(self.predict(self.model, self._in_layout(images)), target)
+
+    def test_step(self, batch, batch_index: int) -> None:
+        images, target = batch
+        self.iou.update(self.test_predict(self.model, self._in_layout(images)), target)
+
+    def _scores(self, stage: str) -> dict:
+        """The mIoU of what was predicted since the last call, logged under `stage`/ and as JSON."""
+        scores = self.iou.compute()
+        self.iou.reset()
+        self.log(f"{stage}/mIoU", scores["mIoU"].float())
+        self.log(f"{stage}/pixel_accuracy", scores["pixel_accuracy"].float())
+        return {**scores_as_json(scores, self.class_names), "confusion_matrix": scores["confusion_matrix"].tolist()}
+
+    def on_test_epoch_end(self) -> None:
+        self.last_test_scores = self._scores("test")
 
     def on_validation_epoch_end(self) -> None:
-        scores = self.val_iou.compute()
-        self.val_iou.reset()
-        self.log("val/mIoU", scores["mIoU"].float())
-        self.log("val/pixel_accuracy", scores["pixel_accuracy"].float())
-        self.last_val_scores = {**scores_as_json(scores, self.class_names),
-                                "confusion_matrix": scores["confusion_matrix"].tolist()}
+        self.last_val_scores = self._scores("val")
         if self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking:
             rank_zero_info(f"\nvalidation after epoch {self.current_epoch} (step {self.global_step}):\n"
                            + format_iou_table(self.last_val_scores))

@@ -131,3 +131,26 @@ def test_the_same_spec_trains_the_same_way_twice(tmp_path, tiny_spec):
         (folder,) = runs.iterdir()
         curves.append([loss for _, loss in logged_losses(runner.RunFolder(folder))])
     assert len(curves[0]) >= 6 and curves[0] == curves[1]
+
+
+def test_a_run_reports_its_test_protocol_with_summed_logits_and_nested_ms_ocr_scales(tmp_path, tiny_spec, capsys):
+    test_protocol = ("[eval]\nmodel_scales = [0.5, 1.0]\n"
+                     "[test]\nscales = [0.75, 1.0]\nflip = true\ncombine = \"sum_logits\"\nmodel_scales = [0.5, 1.0, 2.0]\n"
+                     "[[test.pipeline]]\nname = \"Normalize\"\n")
+    path = tiny_spec(STUDY_LOSSES[4] + test_protocol)
+    overrides = ["model.name=hrnet_ocr_ms", "trainer.max_steps=2"]
+    assert main([str(path), *overrides, "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
+    folder = tmp_path / "runs" / f"tiny-{spec.spec_hash(resolve(build.load_spec(path, overrides)))}"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    test = metrics["test"]
+    assert test["protocol"]["combine"] == "sum_logits" and test["protocol"]["model_scales"] == [0.5, 1.0, 2.0]
+    assert test["protocol"]["scales"] == [0.75, 1.0] and test["protocol"]["flip"] is True
+    assert 0 <= test["mIoU"] <= 1 and len(test["per_class_iou"]) == 19
+    assert "test protocol (scales 0.75, 1.0, attention over 0.5, 1.0, 2.0 inside each, flip, summed logits)" in (
+        capsys.readouterr().out)
+
+    # segrun eval runs the test protocol again, the same numbers from the same checkpoint
+    assert main(["eval", str(folder), "--no-progress"]) == 0
+    again = json.loads((folder / "eval.json").read_text())
+    assert again["protocol"] == "test" and again["combine"] == "sum_logits"
+    assert again["confusion_matrix"] == test["confusion_matrix"]

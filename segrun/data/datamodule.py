@@ -18,7 +18,7 @@ from segrun.data.sampling import (
     optimizer_steps,
 )
 from segrun.data.transforms import build_pipeline
-from segrun.spec import DataSpec, EvalSpec
+from segrun.spec import DataSpec, EvalSpec, TestSpec
 
 
 def ensure_dataset(data: DataSpec, progress: bool = True) -> None:
@@ -54,12 +54,15 @@ def _seed_worker_augmentations(worker_id: int) -> None:
 
 class SegmentationDataModule(pl.LightningDataModule):
     """Samplers are made here (the Trainer runs with use_distributed_sampler=False): a seeded
-    DistributedSampler for training, and an unrepeated one for validation under DDP."""
+    DistributedSampler for training, and an unrepeated one for validation and test under DDP.
+    The test set is the val split under the [test] pipeline (the study's protocol; Cityscapes'
+    test labels are not public)."""
 
-    def __init__(self, data: DataSpec, eval: EvalSpec, seed: int = 0):
+    def __init__(self, data: DataSpec, eval: EvalSpec, seed: int = 0, test: TestSpec | None = None):
         super().__init__()
         self.data = data
         self.eval = eval
+        self.test = test
         self.seed = seed
         self.dataset_class = DATASETS[data.dataset]
         self.root = resolve_root(data.root)
@@ -71,7 +74,11 @@ class SegmentationDataModule(pl.LightningDataModule):
             _, rank = world_and_rank()
             self.train_set = self.dataset_class(self.root, "train",
                                                 build_pipeline(self.data.train_pipeline, seed=self.seed + 1000 * rank))
-        self.val_set = self.dataset_class(self.root, "val", build_pipeline(self.data.val_pipeline))
+        if stage == "test":
+            self.test_set = self.dataset_class(self.root, "val",
+                                               build_pipeline(self.test.pipeline or self.data.val_pipeline))
+        else:
+            self.val_set = self.dataset_class(self.root, "val", build_pipeline(self.data.val_pipeline))
 
     def _loader(self, dataset, batch_size: int, sampler, drop_last: bool) -> DataLoader:
         workers = loader_workers(self.data.num_workers)
@@ -106,11 +113,17 @@ class SegmentationDataModule(pl.LightningDataModule):
             epoch_lengths = [len(sampler)] * self.trainer.max_epochs
         return optimizer_steps(epoch_lengths, self.data.batch_size, accumulate)
 
-    def val_dataloader(self) -> DataLoader:
-        # Each process validates its own share and the metric sums the confusion matrices, so no
+    def _scoring_loader(self, dataset, batch_size: int) -> DataLoader:
+        # Each process scores its own share and the metric sums the confusion matrices, so no
         # image may be repeated to even out the shares (DistributedSampler would pad by repeating).
-        sampler = UnrepeatedDistributedSampler(self.val_set, shuffle=False) if distributed() else SequentialSampler(self.val_set)
-        return self._loader(self.val_set, self.eval.batch_size, sampler, drop_last=False)
+        sampler = UnrepeatedDistributedSampler(dataset, shuffle=False) if distributed() else SequentialSampler(dataset)
+        return self._loader(dataset, batch_size, sampler, drop_last=False)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._scoring_loader(self.val_set, self.eval.batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._scoring_loader(self.test_set, self.test.batch_size)
 
 
 def distributed() -> bool:
