@@ -13,6 +13,7 @@ import torch
 from benchmarks import timing
 from segrun import losses, models, spec
 from segrun.data import DATASETS
+from segrun.errors import UserError
 from segrun.resolve import resolve_trainer
 from segrun.spec.schema import LossSpec, TrainerSpec
 
@@ -168,6 +169,31 @@ def run(spec_paths, device: str = "cuda", steps: int = 20, warmup: int = 3, loss
             os.environ.pop("SEGRUN_OPS", None)
         else:
             os.environ["SEGRUN_OPS"] = before
+    return result
+
+
+def run_from_options(spec_paths, device: str, steps: int, warmup: int, losses_option: str | None, recipes_option: str,
+                     batch: int, crop, inference_size, plot_path=None, after_case=lambda result: None) -> dict:
+    """`segrun bench train` from its options as typed: the comma-separated --losses and --recipes and every
+    spec are checked before anything is measured; the figure is written to plot_path when one is given."""
+    loss_names = (None,)
+    if losses_option:
+        loss_names = tuple(name.strip() for name in losses_option.split(","))
+        unknown = [name for name in loss_names if name not in losses.LOSSES]
+        if unknown:
+            raise UserError(f"--losses: unknown loss {unknown[0]!r}; known: {', '.join(losses.LOSSES)}")
+    recipes = tuple(name.strip() for name in recipes_option.split(","))
+    for recipe in recipes:
+        try:
+            parse_recipe(recipe)
+        except ValueError as error:
+            raise UserError(f"--recipes: {error}") from None
+    for path in spec_paths:
+        spec.load(path)
+    result = run(spec_paths, device, steps, warmup, loss_names, recipes, batch, crop, inference_size,
+                 after_case=after_case)
+    if plot_path is not None:
+        plot(result, plot_path)
     return result
 
 
