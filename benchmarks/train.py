@@ -23,6 +23,7 @@ from benchmarks import timing
 from segrun import build, models
 from segrun.atomic_write import write_figure
 from segrun.data import DATASETS
+from segrun.errors import UserError
 from segrun.losses import LOSSES
 from segrun.resolve import resolve_trainer
 from segrun.run_folder import RunFolder
@@ -236,6 +237,31 @@ def run(spec_paths, device: str = "cuda", steps: int = 20, warmup: int = 3, loss
             os.environ.pop("SEGRUN_OPS", None)
         else:
             os.environ["SEGRUN_OPS"] = before
+    return result
+
+
+def run_from_options(spec_paths, device: str, steps: int, warmup: int, losses_option: str | None, recipes_option: str,
+                     batch: int, crop, inference_size, plot_path=None, after_case=lambda result: None) -> dict:
+    """`segrun bench train` from its options as typed: the comma-separated --losses and --recipes and every
+    spec are checked before anything is measured; the figure is written to plot_path when one is given."""
+    loss_names = (None,)
+    if losses_option:
+        loss_names = tuple(name.strip() for name in losses_option.split(","))
+        unknown = [name for name in loss_names if name not in LOSSES]
+        if unknown:
+            raise UserError(f"--losses: unknown loss {unknown[0]!r}; known: {', '.join(LOSSES)}")
+    recipes = tuple(name.strip() for name in recipes_option.split(","))
+    for recipe in recipes:
+        try:
+            parse_recipe(recipe)
+        except ValueError as error:
+            raise UserError(f"--recipes: {error}") from None
+    for path in spec_paths:
+        build.load_spec(path)
+    result = run(spec_paths, device, steps, warmup, loss_names, recipes, batch, crop, inference_size,
+                 after_case=after_case)
+    if plot_path is not None:
+        plot(result, plot_path)
     return result
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from segrun import build
-from segrun.cli import main
+from segrun.cli import COMMANDS, main
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,7 +21,7 @@ def test_show_prints_a_spec_that_loads_back_equal(tmp_path, capsys):
 
 def test_user_errors_exit_2_with_one_line_and_no_traceback(write_spec, minimal_spec):
     path = write_spec(minimal_spec + "[trainer]\nepoch = 3\n")
-    result = subprocess.run([sys.executable, "-m", "segrun", str(path)], capture_output=True, text=True, cwd=REPO)
+    result = subprocess.run([sys.executable, "-m", "segrun", str(path)], check=False, capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0, result.stderr
     assert result.stderr.startswith("segrun: error: ") and "did you mean trainer.epochs?" in result.stderr
@@ -41,12 +41,28 @@ def test_each_command_reports_user_errors(write_spec, tmp_path, capsys, argument
     assert message in error and error.count("\n") == 1
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["show"], ["validate"], ["data"], ["data", "synth"], ["data", "prepare"], ["doctor"]])
+def command_lines(commands=COMMANDS, prefix=()):
+    """Every command and subcommand as its words on the command line, from the dispatch table."""
+    for name, command in commands.items():
+        yield [*prefix, name]
+        yield from command_lines(command.subcommands, [*prefix, name])
+
+
+@pytest.mark.parametrize("command", [[], *command_lines()], ids=lambda words: " ".join(words) or "segrun")
 def test_help_on_every_command(command, capsys):
     with pytest.raises(SystemExit) as exit:
         main([*command, "--help"])
     assert exit.value.code == 0
-    assert "usage: segrun" in capsys.readouterr().out
+    assert capsys.readouterr().out.startswith(" ".join(["usage: segrun", *command]) + " ")
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["data"], ["bench"]])
+def test_help_imports_no_torch(command):
+    """A command takes its choices from the registries only when it is named, so help stays fast."""
+    script = (f"import sys\nfrom segrun.cli import main\ntry:\n    main({[*command, '--help']!r})\n"
+              "except SystemExit:\n    print('torch' in sys.modules, file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True, text=True, cwd=REPO)
+    assert result.stderr == "False\n"
 
 
 def test_data_synth_prepare_then_validate(tmp_path, write_spec, capsys, minimal_spec):
@@ -59,6 +75,14 @@ def test_data_synth_prepare_then_validate(tmp_path, write_spec, capsys, minimal_
     out = capsys.readouterr().out
     assert "wrote 5 synthetic scenes" in out and "wrote 5 files" in out
     assert "cityscapes with 3 train and 2 val images, labels prepared" in out
+
+
+def test_validate_reports_the_checks_before_a_missing_file(write_spec, capsys, minimal_spec):
+    path = write_spec('init = "/nonexistent/init.ckpt"\n' + minimal_spec)
+    assert main(["validate", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == f"{path}: spec ok (hrnet/hrnet_w48, losses ce)\n"
+    assert captured.err == f"segrun: error: {path}: init: no such file /nonexistent/init.ckpt\n"
 
 
 def test_relative_roots_live_under_segrun_data(tmp_path, write_spec, monkeypatch, capsys, minimal_spec):

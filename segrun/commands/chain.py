@@ -1,0 +1,26 @@
+"""`segrun chain`: the stages of a chain spec, each starting from the previous one's checkpoint."""
+import argparse
+from pathlib import Path
+
+from segrun.commands import Command
+from segrun.commands.arguments import add_runs
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("chain", type=Path, help="the chain spec (TOML)")
+    parser.add_argument("--dry-run", action="store_true", help="print the stages, their resolved specs and which are done")
+    add_runs(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _chain(args: argparse.Namespace) -> None:
+    from segrun.chain import run_chain
+
+    run_chain(args.chain, args.runs, dry_run=args.dry_run, progress=not args.no_progress)
+
+
+CHAIN = Command(
+    help="run the stages of a chain spec in order",
+    description="Run the [[stage]] tables of a chain spec in order, each starting from the previous stage's best "
+                "(or last) checkpoint. Finished stages are skipped and an interrupted one resumes.",
+    arguments=_arguments, handler=_chain)

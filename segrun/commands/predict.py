@@ -1,0 +1,29 @@
+"""`segrun predict`: a trained run's predictions for images, written as overlays or label PNGs."""
+import argparse
+from pathlib import Path
+
+from segrun.commands import Command
+from segrun.commands.arguments import scales
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", type=Path, metavar="RUN_OR_CKPT")
+    parser.add_argument("inputs", type=Path, nargs="+", metavar="IMAGES_OR_DIR")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--format", choices=["color", "trainid", "cityscapes"], default="color")
+    parser.add_argument("--scales", type=scales, help="comma-separated image scales (default: the run's [eval])")
+    parser.add_argument("--flip", action="store_true", default=None, help="average with the flipped image")
+
+
+def _predict(args: argparse.Namespace) -> None:
+    from segrun.prediction import predict_files
+
+    predict_files(args.run, args.inputs, args.out, args.format, args.scales, args.flip)
+
+
+PREDICT = Command(
+    help="write predictions for images",
+    description="Predict images with a trained run and write colour overlays, trainId PNGs, or Cityscapes "
+                "submission PNGs (official labelIds, named like the input). Unreadable images are reported and "
+                "skipped.",
+    arguments=_arguments, handler=_predict)

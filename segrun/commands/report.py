@@ -1,0 +1,38 @@
+"""`segrun report`: finished runs compared in one table, seeds of one setting pooled."""
+import argparse
+from pathlib import Path
+
+from segrun.commands import Command
+
+
+def _arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR_OR_GLOB")
+    parser.add_argument("--csv", type=Path, help="write one row per run, per-class IoU included")
+    parser.add_argument("--plot", type=Path, help="write mIoU with error bars and training curves as a PNG")
+
+
+def _report(args: argparse.Namespace) -> None:
+    from segrun.report import (
+        format_table,
+        group_rows,
+        load_results,
+        write_csv,
+        write_plot,
+    )
+
+    results = load_results(args.runs)
+    rows = group_rows(results)
+    print(format_table(rows))
+    if args.csv:
+        write_csv(results, args.csv)
+        print(f"{args.csv}: {len(results)} runs")
+    if args.plot:
+        write_plot(results, rows, args.plot)
+        print(f"{args.plot}: mIoU and training curves")
+
+
+REPORT = Command(
+    help="compare finished runs side by side",
+    description="One table of finished runs (folders, or globs, or folders holding run folders); runs whose specs "
+                "differ only in seed are one setting, shown as mean ± standard deviation.",
+    arguments=_arguments, handler=_report)
