@@ -60,7 +60,9 @@ def cuda_home() -> Path | None:
 
 
 def sources(with_cuda: bool) -> list[Path]:
-    files = [CSRC / "ops.cpp"]
+    """Each op's torch file (csrc/ops/<op>.cpp: schema, checks, CPU implementation, CUDA glue) and,
+    with CUDA, each op's kernels (csrc/cuda/<op>.cu)."""
+    files = sorted((CSRC / "ops").glob("*.cpp"))
     if with_cuda:
         files += sorted((CSRC / "cuda").glob("*.cu"))
     return files
@@ -113,7 +115,7 @@ def _build_just_in_time() -> Library:
         os.environ["CUDA_HOME"] = str(home)  # before cpp_extension guesses one on import
     from torch.utils import cpp_extension
 
-    if not (CSRC / "ops.cpp").is_file():
+    if not sources(with_cuda=False):
         return Library(False, reason=f"no C++ sources at {CSRC} (install from a source checkout to build them)")
     if not cpp_extension.is_ninja_available():
         return Library(False, reason="ninja is not installed (pip install ninja)")
