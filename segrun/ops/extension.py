@@ -11,6 +11,7 @@ import os
 import shutil
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -36,6 +37,17 @@ class Library:
 
 _lock = threading.Lock()
 _library: Library | None = None
+_python_parts: list[Callable[[], None]] = []
+
+
+def after_loading(register: Callable[[], None]) -> Callable[[], None]:
+    """Decorator for an op module's registrations of its Python parts (fake implementation,
+    autograd formula, autocast rule), which need the op defined: run once the library is
+    loaded, or now if it already is."""
+    _python_parts.append(register)
+    if _library is not None and _library.loaded:
+        register()
+    return register
 
 
 def mode() -> str:
@@ -83,15 +95,6 @@ def _first_error_line(message: str) -> str:
         if "error" in line.lower() and "Error building extension" not in line:
             return line
     return lines[0] if lines else "unknown error"
-
-
-def _register_python_parts() -> None:
-    """Fake (meta) implementations, autograd formulas and autocast rules of the ops."""
-    from segrun.ops import (
-        registrations,  # needs the ops defined, so imported only after loading
-    )
-
-    registrations.register()
 
 
 def _load_ahead_of_time() -> Library | None:
@@ -152,7 +155,8 @@ def library() -> Library:
                     built = attrs.evolve(built, reason=f"{found.reason}; {built.reason}")
                 found = built
             if found.loaded:
-                _register_python_parts()
+                for register in _python_parts:
+                    register()
                 cuda = torch._C._dispatch_has_kernel_for_dispatch_key("segrun::attention_fuse", "CUDA")
                 found = attrs.evolve(found, cuda=cuda)
             else:
