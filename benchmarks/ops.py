@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from benchmarks import peers, timing
 from segrun.ops import (
+    RMI_RADIUS,
     attention_fuse_torch,
     confusion_matrix_torch,
     extension,
@@ -81,7 +82,7 @@ def rmi_cases(device, shape, pooling, use_kernel, compile_peer):
     impls = {"fallback": forward_backward(rmi_lower_bound_torch), "original": forward_backward(peers.rmi_original)}
     if use_kernel:
         def kernel(labels, probs):
-            return torch.ops.segrun.rmi_lower_bound_forward(labels, probs, peers.RMI_ALPHA)[0].mean(0) / 9
+            return torch.ops.segrun.rmi_lower_bound_forward(labels, probs, peers.RMI_ALPHA)[0].mean(0) / RMI_RADIUS**2
         impls["kernel"] = forward_backward(kernel)
 
         def kernel_from_channels_last(labels, probs):  # the op converts such maps at its boundary

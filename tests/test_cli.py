@@ -3,8 +3,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from segrun import build
+from segrun import build, ops
 from segrun.cli import COMMANDS, main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,10 +93,32 @@ def test_relative_roots_live_under_segrun_data(tmp_path, write_spec, monkeypatch
     assert f"{tmp_path}/datasets/somewhere: not there yet; the run will synthesise it" in capsys.readouterr().out
 
 
-def test_doctor_names_the_backend_of_each_op(capsys):
+def _doctor_op_rows(out: str) -> list[tuple[str, ...]]:
+    """(op, device, "implementation: why") for each line under doctor's "ops" header."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("ops (SEGRUN_OPS="))
+    rows = []
+    for line in lines[start + 1:]:
+        if not line.startswith("  "):
+            break
+        rows.append(tuple(line.split(maxsplit=2)))
+    return sorted(rows)
+
+
+def test_doctor_names_the_implementation_of_each_op_and_why(monkeypatch, capsys):
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    monkeypatch.setenv("SEGRUN_OPS", "torch")
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
-    assert "torch" in out and "confusion_matrix" in out and "cuda" in out
+    assert f"torch       {torch.__version__}" in out and "cuda        " in out and "ops (SEGRUN_OPS=torch):" in out
+    assert _doctor_op_rows(out) == sorted((op, device, "torch: SEGRUN_OPS=torch") for op in ops.OPS for device in devices)
+    monkeypatch.setenv("SEGRUN_OPS", "auto")
+    assert main(["doctor"]) == 0
+    rows = _doctor_op_rows(capsys.readouterr().out)
+    assert [(op, device) for op, device, _ in rows] == sorted((op, device) for op in ops.OPS for device in devices)
+    on_the_cpu = "torch: SEGRUN_OPS=auto runs PyTorch on the CPU (SEGRUN_OPS=ext: C++)"
+    assert [row for row in rows if row[1] == "cpu"] == sorted((op, "cpu", on_the_cpu) for op in ops.OPS)
+    assert all(why.split(": ", 1)[0] in ("CUDA", "torch") and why.split(": ", 1)[1] for _, _, why in rows)
 
 
 def test_summary_prints_parameters_macs_and_outputs(capsys):

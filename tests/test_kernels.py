@@ -70,6 +70,8 @@ def test_doctor_names_the_implementation_per_op_and_device(monkeypatch):
     rows = ops.backends()
     assert {(op, device) for op, device, _, _ in rows} >= {(op, "cpu") for op in ops.OPS}
     assert all(impl == "C++" for _, device, impl, _ in rows if device == "cpu")
+    assert all(why.endswith(f"(radius {ops.RMI_RADIUS}; other radii run PyTorch)")
+               for op, _, _, why in rows if op == "rmi_lower_bound")
     monkeypatch.setenv("SEGRUN_OPS", "torch")
     assert all(impl == "torch" and why == "SEGRUN_OPS=torch" for _, _, impl, why in ops.backends())
 

@@ -59,35 +59,32 @@ int blocks_for(int64_t total) {
 
 }  // namespace
 
-const char* attention_fuse_cuda(const void* hi, Strides4 hi_strides, const void* lo, Strides4 lo_strides,
-                                const void* attn, Strides4 attn_strides, void* out, Strides4 out_strides,
-                                FuseShape shape, Dtype dtype, CUstream_st* stream) {
+const char* attention_fuse_cuda(const FuseArgs& args, CUstream_st* stream) {
+  const FuseShape& shape = args.shape;
   const int64_t total = shape.batch * shape.channels * shape.height * shape.width;
   if (total == 0) return nullptr;
-  return dispatch_floating(dtype, [&](auto* tag) -> const char* {
+  return dispatch_floating(args.dtype, [&](auto* tag) -> const char* {
     using scalar_t = std::remove_pointer_t<decltype(tag)>;
     fuse_forward_kernel<scalar_t><<<blocks_for(total), kThreads, 0, reinterpret_cast<cudaStream_t>(stream)>>>(
-        static_cast<const scalar_t*>(hi), hi_strides, static_cast<const scalar_t*>(lo), lo_strides,
-        static_cast<const scalar_t*>(attn), attn_strides, static_cast<scalar_t*>(out), out_strides, shape);
+        static_cast<const scalar_t*>(args.hi), args.hi_strides, static_cast<const scalar_t*>(args.lo),
+        args.lo_strides, static_cast<const scalar_t*>(args.attn), args.attn_strides,
+        static_cast<scalar_t*>(args.out), args.out_strides, shape);
     return last_error();
   });
 }
 
-const char* attention_fuse_backward_cuda(const void* grad, Strides4 grad_strides, const void* hi,
-                                         Strides4 hi_strides, const void* lo, Strides4 lo_strides, const void* attn,
-                                         Strides4 attn_strides, void* grad_hi, Strides4 grad_hi_strides,
-                                         void* grad_lo, Strides4 grad_lo_strides, void* grad_attn,
-                                         Strides4 grad_attn_strides, FuseShape shape, Dtype dtype,
-                                         CUstream_st* stream) {
+const char* attention_fuse_backward_cuda(const FuseBackwardArgs& args, CUstream_st* stream) {
+  const FuseShape& shape = args.shape;
   const int64_t total = shape.batch * shape.attn_channels * shape.low_height * shape.low_width;
   if (total == 0 || shape.height * shape.width == 0) return nullptr;
-  return dispatch_floating(dtype, [&](auto* tag) -> const char* {
+  return dispatch_floating(args.dtype, [&](auto* tag) -> const char* {
     using scalar_t = std::remove_pointer_t<decltype(tag)>;
     fuse_backward_kernel<scalar_t><<<blocks_for(total), kThreads, 0, reinterpret_cast<cudaStream_t>(stream)>>>(
-        static_cast<const scalar_t*>(grad), grad_strides, static_cast<const scalar_t*>(hi), hi_strides,
-        static_cast<const scalar_t*>(lo), lo_strides, static_cast<const scalar_t*>(attn), attn_strides,
-        static_cast<scalar_t*>(grad_hi), grad_hi_strides, static_cast<scalar_t*>(grad_lo), grad_lo_strides,
-        static_cast<scalar_t*>(grad_attn), grad_attn_strides, shape);
+        static_cast<const scalar_t*>(args.grad), args.grad_strides, static_cast<const scalar_t*>(args.hi),
+        args.hi_strides, static_cast<const scalar_t*>(args.lo), args.lo_strides,
+        static_cast<const scalar_t*>(args.attn), args.attn_strides, static_cast<scalar_t*>(args.grad_hi),
+        args.grad_hi_strides, static_cast<scalar_t*>(args.grad_lo), args.grad_lo_strides,
+        static_cast<scalar_t*>(args.grad_attn), args.grad_attn_strides, shape);
     return last_error();
   });
 }

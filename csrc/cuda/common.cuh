@@ -8,7 +8,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include "segrun/kernels.h"
+#include "segrun/launch.h"
 #include "segrun/math.h"
 
 namespace segrun {

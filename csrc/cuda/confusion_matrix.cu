@@ -2,7 +2,7 @@
 // written), per-block histograms in shared memory merged into the result with integer atomics,
 // so the counts are exact and do not depend on scheduling.
 #include "common.cuh"
-#include "segrun/math.h"
+#include "segrun/confusion_matrix.h"
 
 namespace segrun {
 namespace {
@@ -52,13 +52,10 @@ __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
-const char* confusion_matrix_cuda(const void* logits, Dtype dtype, int64_t batch, int64_t pixels, int64_t stride_n,
-                                  int64_t stride_c, int64_t stride_p, const int64_t* prediction,
-                                  const int64_t* target, int64_t num_classes, int64_t ignore_index, int64_t* counts,
-                                  CUstream_st* stream) {
-  const int64_t total = batch * pixels;
+const char* confusion_matrix_cuda(const ConfusionArgs& args, CUstream_st* stream) {
+  const int64_t total = args.batch * args.pixels;
   if (total == 0) return nullptr;
-  const int64_t histogram_bytes = num_classes * num_classes * int64_t(sizeof(unsigned int));
+  const int64_t histogram_bytes = args.num_classes * args.num_classes * int64_t(sizeof(unsigned int));
   int device = 0, optin = 0;
   cudaGetDevice(&device);
   cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
@@ -68,16 +65,16 @@ const char* confusion_matrix_cuda(const void* logits, Dtype dtype, int64_t batch
   if (copies > kMaxCopies) copies = kMaxCopies;
   const size_t shared_bytes = size_t(copies) * histogram_bytes;
   const int blocks = int(std::min<int64_t>(ceil_div(total, kThreads), int64_t(multiprocessors()) * 8));
-  auto* out = reinterpret_cast<unsigned long long*>(counts);
-  return dispatch_floating(dtype, [&](auto* tag) -> const char* {
+  auto* out = reinterpret_cast<unsigned long long*>(args.counts);
+  return dispatch_floating(args.dtype, [&](auto* tag) -> const char* {
     using scalar_t = std::remove_pointer_t<decltype(tag)>;
     auto kernel = confusion_kernel<scalar_t>;
     if (shared_bytes > 48 * 1024) {
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared_bytes));
     }
     kernel<<<blocks, kThreads, shared_bytes, reinterpret_cast<cudaStream_t>(stream)>>>(
-        static_cast<const scalar_t*>(logits), batch, pixels, stride_n, stride_c, stride_p, prediction, target,
-        num_classes, ignore_index, out, copies);
+        static_cast<const scalar_t*>(args.logits), args.batch, args.pixels, args.stride_n, args.stride_c,
+        args.stride_p, args.prediction, args.target, args.num_classes, args.ignore_index, out, copies);
     return last_error();
   });
 }

@@ -1,11 +1,19 @@
-// Per-element math of attention_fuse, shared by the CUDA kernels and the CPU implementation:
-//   out = up(attn * lo) + (1 - up(attn)) * hi, `up` bilinear to hi's size, computed on the fly.
+// attention_fuse: the per-element math shared by the CUDA kernels and the CPU implementation,
+//   out = up(attn * lo) + (1 - up(attn)) * hi, `up` bilinear to hi's size, computed on the fly,
+// and the kernels' raw-pointer interface.
 #pragma once
 
-#include "segrun/kernels.h"
+#include "segrun/launch.h"
 #include "segrun/math.h"
 
 namespace segrun {
+
+// out [N, C, H, W] from hi [N, C, H, W], lo [N, C, h, w] and attn [N, 1 or C, h, w].
+struct FuseShape {
+  int64_t batch, channels, height, width, low_height, low_width, attn_channels;
+  bool align_corners;
+  bool out_channels_last;  // the thread order follows the output's memory order
+};
 
 template <typename scalar_t>
 SEGRUN_HD const scalar_t& at(const scalar_t* data, const Strides4& s, int64_t n, int64_t c, int64_t y, int64_t x) {
@@ -90,5 +98,42 @@ SEGRUN_HD void fuse_backward_low_pixel(const scalar_t* grad, const Strides4& gs,
   }
   at(grad_attn, gas, n, attn_c, v, u) = static_cast<scalar_t>(attn_grad);
 }
+
+struct FuseArgs {
+  const void* hi;
+  Strides4 hi_strides;
+  const void* lo;
+  Strides4 lo_strides;
+  const void* attn;
+  Strides4 attn_strides;
+  void* out;
+  Strides4 out_strides;
+  FuseShape shape;
+  Dtype dtype;
+};
+
+const char* attention_fuse_cuda(const FuseArgs& args, CUstream_st* stream);
+
+// Gradients of attention_fuse: grad_hi (like hi), grad_lo (like lo), grad_attn (like attn).
+struct FuseBackwardArgs {
+  const void* grad;
+  Strides4 grad_strides;
+  const void* hi;
+  Strides4 hi_strides;
+  const void* lo;
+  Strides4 lo_strides;
+  const void* attn;
+  Strides4 attn_strides;
+  void* grad_hi;
+  Strides4 grad_hi_strides;
+  void* grad_lo;
+  Strides4 grad_lo_strides;
+  void* grad_attn;
+  Strides4 grad_attn_strides;
+  FuseShape shape;
+  Dtype dtype;
+};
+
+const char* attention_fuse_backward_cuda(const FuseBackwardArgs& args, CUstream_st* stream);
 
 }  // namespace segrun

@@ -6,6 +6,7 @@ import torch
 from segrun.ops import extension
 from segrun.ops.attention_fuse import attention_fuse, attention_fuse_torch
 from segrun.ops.confusion_matrix import confusion_matrix, confusion_matrix_torch
+from segrun.ops.rmi_lower_bound import RADIUS as RMI_RADIUS
 from segrun.ops.rmi_lower_bound import rmi_lower_bound, rmi_lower_bound_torch
 
 OPS = {"confusion_matrix": confusion_matrix, "rmi_lower_bound": rmi_lower_bound, "attention_fuse": attention_fuse}
@@ -22,9 +23,9 @@ def backends() -> list[tuple[str, str, str, str]]:
         for device in devices:
             use, reason = extension.choice(name, device)
             if use and name == "rmi_lower_bound":
-                reason += " (radius 3; other radii run PyTorch)"
+                reason += f" (radius {RMI_RADIUS}; other radii run PyTorch)"
             rows.append((name, device, ("C++" if device == "cpu" else "CUDA") if use else "torch", reason))
     return rows
 
 
-__all__ = ["OPS", "TORCH_OPS", "attention_fuse", "backends", "confusion_matrix", "rmi_lower_bound"]
+__all__ = ["OPS", "RMI_RADIUS", "TORCH_OPS", "attention_fuse", "backends", "confusion_matrix", "rmi_lower_bound"]

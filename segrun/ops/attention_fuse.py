@@ -1,15 +1,9 @@
 """Hierarchical multi-scale attention fusion (Tao et al. 2020). `attention_fuse_torch` is the
 specification; the compiled kernels (csrc/cuda/attention_fuse.cu) must reproduce it."""
 import torch
-import torch.nn.functional as F
 
+from segrun.layers import resize
 from segrun.ops import extension
-
-
-def _resize(tensor: torch.Tensor, size, align_corners: bool) -> torch.Tensor:
-    if tuple(tensor.shape[-2:]) == tuple(size):
-        return tensor
-    return F.interpolate(tensor, size=tuple(size), mode="bilinear", align_corners=align_corners)
 
 
 def attention_fuse(pred_hi: torch.Tensor, pred_lo: torch.Tensor, attn_lo: torch.Tensor,
@@ -44,4 +38,33 @@ def attention_fuse_torch(pred_hi: torch.Tensor, pred_lo: torch.Tensor, attn_lo: 
     """The PyTorch implementation of attention_fuse (its specification)."""
     _check(pred_hi, pred_lo, attn_lo)
     size = pred_hi.shape[-2:]
-    return _resize(attn_lo * pred_lo, size, align_corners) + (1 - _resize(attn_lo, size, align_corners)) * pred_hi
+    return resize(attn_lo * pred_lo, size, align_corners) + (1 - resize(attn_lo, size, align_corners)) * pred_hi
+
+
+def _fake(pred_hi, pred_lo, attn_lo, align_corners):
+    return torch.empty_like(pred_hi)
+
+
+def _fake_backward(grad, pred_hi, pred_lo, attn_lo, align_corners):
+    return torch.empty_like(pred_hi), torch.empty_like(pred_lo), torch.empty_like(attn_lo)
+
+
+def _setup_context(ctx, inputs, output):
+    pred_hi, pred_lo, attn_lo, align_corners = inputs
+    ctx.save_for_backward(pred_hi, pred_lo, attn_lo)
+    ctx.align_corners = align_corners
+
+
+def _backward(ctx, grad):
+    pred_hi, pred_lo, attn_lo = ctx.saved_tensors
+    grads = torch.ops.segrun.attention_fuse_backward(grad, pred_hi, pred_lo, attn_lo, ctx.align_corners)
+    return (*grads, None)
+
+
+@extension.after_loading
+def _register() -> None:
+    """Shapes for fake tensors (torch.compile, meta) and the autograd formula. No autocast rule:
+    the op runs in its inputs' own dtype."""
+    torch.library.register_fake("segrun::attention_fuse", _fake)
+    torch.library.register_fake("segrun::attention_fuse_backward", _fake_backward)
+    torch.library.register_autograd("segrun::attention_fuse", _backward, setup_context=_setup_context)

@@ -44,3 +44,14 @@ def confusion_matrix_torch(input: torch.Tensor, target: torch.Tensor, num_classe
     pair_index = target[counted] * num_classes + prediction[counted]
     counts = torch.bincount(pair_index, minlength=num_classes * num_classes)
     return counts.reshape(num_classes, num_classes)
+
+
+def _fake(input, target, num_classes, ignore_index):
+    return input.new_empty((num_classes, num_classes), dtype=torch.int64)
+
+
+@extension.after_loading
+def _register() -> None:
+    """Shapes for fake tensors (torch.compile, meta). No autograd (counts have no gradient) and no
+    autocast rule: the op reads its inputs in their own dtype."""
+    torch.library.register_fake("segrun::confusion_matrix", _fake)

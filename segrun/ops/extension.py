@@ -11,6 +11,7 @@ import os
 import shutil
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -36,6 +37,17 @@ class Library:
 
 _lock = threading.Lock()
 _library: Library | None = None
+_python_parts: list[Callable[[], None]] = []
+
+
+def after_loading(register: Callable[[], None]) -> Callable[[], None]:
+    """Decorator for an op module's registrations of its Python parts (fake implementation,
+    autograd formula, autocast rule), which need the op defined: run once the library is
+    loaded, or now if it already is."""
+    _python_parts.append(register)
+    if _library is not None and _library.loaded:
+        register()
+    return register
 
 
 def mode() -> str:
@@ -60,7 +72,9 @@ def cuda_home() -> Path | None:
 
 
 def sources(with_cuda: bool) -> list[Path]:
-    files = [CSRC / "ops.cpp"]
+    """Each op's torch file (csrc/ops/<op>.cpp: schema, checks, CPU implementation, CUDA glue) and,
+    with CUDA, each op's kernels (csrc/cuda/<op>.cu)."""
+    files = sorted((CSRC / "ops").glob("*.cpp"))
     if with_cuda:
         files += sorted((CSRC / "cuda").glob("*.cu"))
     return files
@@ -81,15 +95,6 @@ def _first_error_line(message: str) -> str:
         if "error" in line.lower() and "Error building extension" not in line:
             return line
     return lines[0] if lines else "unknown error"
-
-
-def _register_python_parts() -> None:
-    """Fake (meta) implementations, autograd formulas and autocast rules of the ops."""
-    from segrun.ops import (
-        registrations,  # needs the ops defined, so imported only after loading
-    )
-
-    registrations.register()
 
 
 def _load_ahead_of_time() -> Library | None:
@@ -113,7 +118,7 @@ def _build_just_in_time() -> Library:
         os.environ["CUDA_HOME"] = str(home)  # before cpp_extension guesses one on import
     from torch.utils import cpp_extension
 
-    if not (CSRC / "ops.cpp").is_file():
+    if not sources(with_cuda=False):
         return Library(False, reason=f"no C++ sources at {CSRC} (install from a source checkout to build them)")
     if not cpp_extension.is_ninja_available():
         return Library(False, reason="ninja is not installed (pip install ninja)")
@@ -150,7 +155,8 @@ def library() -> Library:
                     built = attrs.evolve(built, reason=f"{found.reason}; {built.reason}")
                 found = built
             if found.loaded:
-                _register_python_parts()
+                for register in _python_parts:
+                    register()
                 cuda = torch._C._dispatch_has_kernel_for_dispatch_key("segrun::attention_fuse", "CUDA")
                 found = attrs.evolve(found, cuda=cuda)
             else:

@@ -1,10 +1,10 @@
 """The Region Mutual Information lower bound (Zhao et al. 2019). `rmi_lower_bound_torch` is the
-specification; the compiled kernels (csrc/cuda/rmi.cu, radius 3) must reproduce it.
+specification; the compiled kernels (csrc/cuda/rmi_lower_bound.cu, for RADIUS) must reproduce it.
 
-Every pixel of a pooled map, with its radius x radius neighbourhood, is a point in R^(r*r) (9-d
-for radius 3). Per (image, class), with Y the label points and P the probability points, the
-loss is 0.5 * log det(Cov(Y) - Cov(Y,P) (Cov(P) + a I)^-1 Cov(Y,P)^T + a I), the log-volume of
-the label's uncertainty left after seeing the prediction.
+Every pixel of a pooled map, with its radius x radius neighbourhood, is a point in R^(r*r). Per
+(image, class), with Y the label points and P the probability points, the loss is
+0.5 * log det(Cov(Y) - Cov(Y,P) (Cov(P) + a I)^-1 Cov(Y,P)^T + a I), the log-volume of the
+label's uncertainty left after seeing the prediction.
 
 The original stacks 2 * r * r shifted copies of both maps and multiplies them. This version
 accumulates the (r*r) x (r*r) second moments from products of shifted views, so no stack is ever
@@ -16,6 +16,12 @@ import torch
 from segrun.ops import extension
 
 POSITIVE_ALPHA = 5e-4  # added to the diagonal before the inverse and the log-det, as the original
+# The study's radius and the only one the compiled op is written for (kRmiRadius in
+# csrc/segrun/rmi_lower_bound.h); other radii run the PyTorch implementation.
+RADIUS = 3
+# Per (image, class), what the compiled forward keeps for backward: two (r*r) x (r*r) adjoints and
+# two (r*r)-vectors of means (kRmiSaved).
+_SAVED = 2 * RADIUS**4 + 2 * RADIUS**2
 
 
 def _shifted_views(maps: torch.Tensor, radius: int) -> list[torch.Tensor]:
@@ -33,7 +39,7 @@ def _centred_moments(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tens
     return products - sums_a.unsqueeze(-1) * sums_b.unsqueeze(-2) / points
 
 
-def rmi_lower_bound(labels: torch.Tensor, probs: torch.Tensor, radius: int = 3,
+def rmi_lower_bound(labels: torch.Tensor, probs: torch.Tensor, radius: int = RADIUS,
                     positive_alpha: float = POSITIVE_ALPHA) -> torch.Tensor:
     """Per-class RMI lower bound.
 
@@ -43,8 +49,7 @@ def rmi_lower_bound(labels: torch.Tensor, probs: torch.Tensor, radius: int = 3,
     N images and divided by radius * radius (the original's per-class value; the RMI loss sums or
     weights it over classes). Computed in float64 whatever the input dtype.
     """
-    # The kernels are written for the study's radius 3; other radii run the PyTorch version.
-    if radius == 3 and extension.use_extension(probs.device, "rmi_lower_bound"):
+    if radius == RADIUS and extension.use_extension(probs.device, "rmi_lower_bound"):
         _check(labels, probs, radius)
         maps = probs if probs.dtype == torch.float64 else probs.float()
         half_log_det, _ = torch.ops.segrun.rmi_lower_bound_forward(labels.detach().to(maps.dtype), maps,
@@ -61,7 +66,7 @@ def _check(labels: torch.Tensor, probs: torch.Tensor, radius: int) -> None:
         raise ValueError(f"maps of {list(labels.shape[-2:])} are smaller than the radius {radius}")
 
 
-def rmi_lower_bound_torch(labels: torch.Tensor, probs: torch.Tensor, radius: int = 3,
+def rmi_lower_bound_torch(labels: torch.Tensor, probs: torch.Tensor, radius: int = RADIUS,
                           positive_alpha: float = POSITIVE_ALPHA) -> torch.Tensor:
     """The PyTorch implementation of rmi_lower_bound (its specification)."""
     _check(labels, probs, radius)
@@ -80,3 +85,36 @@ def rmi_lower_bound_torch(labels: torch.Tensor, probs: torch.Tensor, radius: int
     log_det = 2.0 * torch.log(factor.diagonal(dim1=-2, dim2=-1) + 1e-8).sum(-1)
     per_class = (0.5 * log_det).mean(dim=0) / dims
     return per_class if probs.dtype == torch.float64 else per_class.float()
+
+
+def _fake_forward(labels, probs, alpha):
+    n, c = probs.shape[:2]
+    return probs.new_empty((n, c), dtype=torch.float64), probs.new_empty((n, c, _SAVED), dtype=torch.float64)
+
+
+def _fake_backward(grad_value, labels, probs, saved):
+    return torch.empty_like(probs, memory_format=torch.contiguous_format)
+
+
+def _setup_context(ctx, inputs, output):
+    labels, probs, _ = inputs
+    ctx.save_for_backward(labels, probs, output[1])
+
+
+def _backward(ctx, grad_value, grad_saved):
+    labels, probs, saved = ctx.saved_tensors
+    grad_probs = None
+    if ctx.needs_input_grad[1]:
+        grad_probs = torch.ops.segrun.rmi_lower_bound_backward(grad_value, labels, probs, saved)
+    return None, grad_probs, None
+
+
+@extension.after_loading
+def _register() -> None:
+    """Shapes for fake tensors (torch.compile, meta), the autograd formula and the autocast rule:
+    under autocast the moments are taken from float32 maps (the algebra is float64 regardless)."""
+    torch.library.register_fake("segrun::rmi_lower_bound_forward", _fake_forward)
+    torch.library.register_fake("segrun::rmi_lower_bound_backward", _fake_backward)
+    torch.library.register_autograd("segrun::rmi_lower_bound_forward", _backward, setup_context=_setup_context)
+    for device_type in ("cpu", "cuda"):
+        torch.library.register_autocast("segrun::rmi_lower_bound_forward", device_type, torch.float32)

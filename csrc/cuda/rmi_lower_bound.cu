@@ -3,7 +3,7 @@
 // in the kernel, and backward computes d/d(probabilities) in one pass from the 9x9 adjoints.
 // Extra memory: O(maps * 189) doubles.
 #include "common.cuh"
-#include "segrun/math.h"
+#include "segrun/rmi_lower_bound.h"
 
 namespace segrun {
 namespace {
@@ -128,57 +128,55 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 template <typename scalar_t, int Group>
-void launch_moments(const void* labels, const void* probs, int64_t maps, int64_t height, int64_t width,
-                    const double* label_shift, const double* prob_shift, double* sums, cudaStream_t stream) {
-  const int64_t points = (height - kRmiRadius + 1) * (width - kRmiRadius + 1);
+void launch_moments(const RmiForwardArgs& args, cudaStream_t stream) {
+  const int64_t points = (args.height - kRmiRadius + 1) * (args.width - kRmiRadius + 1);
   const int64_t blocks_per_map = std::max<int64_t>(1, std::min<int64_t>(ceil_div(points, kThreads * 8), 256));
-  const dim3 grid{unsigned(maps), unsigned(blocks_per_map)};
+  const dim3 grid{unsigned(args.maps), unsigned(blocks_per_map)};
   rmi_moments_kernel<scalar_t, Group><<<grid, kThreads, 0, stream>>>(
-      static_cast<const scalar_t*>(labels), static_cast<const scalar_t*>(probs), height, width, label_shift,
-      prob_shift, sums);
+      static_cast<const scalar_t*>(args.labels), static_cast<const scalar_t*>(args.probs), args.height, args.width,
+      args.label_shift, args.prob_shift, args.sums);
 }
 
 }  // namespace
 
-const char* rmi_forward_cuda(const void* labels, const void* probs, Dtype dtype, int64_t maps, int64_t height,
-                             int64_t width, const double* label_shift, const double* prob_shift, double alpha,
-                             double* sums, double* value, double* saved, CUstream_st* stream) {
-  if (dtype != Dtype::Float32 && dtype != Dtype::Float64) return "rmi_forward_cuda takes float32 or float64 maps";
+const char* rmi_forward_cuda(const RmiForwardArgs& args, CUstream_st* stream) {
+  if (args.dtype != Dtype::Float32 && args.dtype != Dtype::Float64) return "rmi_forward_cuda takes float32 or float64 maps";
   auto cuda_stream = reinterpret_cast<cudaStream_t>(stream);
   auto launch_all = [&](auto* tag) {
     using scalar_t = std::remove_pointer_t<decltype(tag)>;
-    launch_moments<scalar_t, 0>(labels, probs, maps, height, width, label_shift, prob_shift, sums, cuda_stream);
-    launch_moments<scalar_t, 1>(labels, probs, maps, height, width, label_shift, prob_shift, sums, cuda_stream);
-    launch_moments<scalar_t, 2>(labels, probs, maps, height, width, label_shift, prob_shift, sums, cuda_stream);
-    launch_moments<scalar_t, 3>(labels, probs, maps, height, width, label_shift, prob_shift, sums, cuda_stream);
-    launch_moments<scalar_t, 4>(labels, probs, maps, height, width, label_shift, prob_shift, sums, cuda_stream);
+    launch_moments<scalar_t, 0>(args, cuda_stream);
+    launch_moments<scalar_t, 1>(args, cuda_stream);
+    launch_moments<scalar_t, 2>(args, cuda_stream);
+    launch_moments<scalar_t, 3>(args, cuda_stream);
+    launch_moments<scalar_t, 4>(args, cuda_stream);
   };
-  if (dtype == Dtype::Float32) {
+  if (args.dtype == Dtype::Float32) {
     launch_all(static_cast<float*>(nullptr));
   } else {
     launch_all(static_cast<double*>(nullptr));
   }
-  const double points = double((height - kRmiRadius + 1) * (width - kRmiRadius + 1));
-  rmi_log_det_kernel<<<unsigned(ceil_div(maps, 32)), 32, 0, cuda_stream>>>(maps, points, label_shift, prob_shift,
-                                                                          alpha, sums, value, saved);
+  const double points = double((args.height - kRmiRadius + 1) * (args.width - kRmiRadius + 1));
+  rmi_log_det_kernel<<<unsigned(ceil_div(args.maps, 32)), 32, 0, cuda_stream>>>(
+      args.maps, points, args.label_shift, args.prob_shift, args.alpha, args.sums, args.value, args.saved);
   return last_error();
 }
 
-const char* rmi_backward_cuda(const void* labels, const void* probs, Dtype dtype, int64_t maps, int64_t height,
-                              int64_t width, const double* saved, const double* grad_value, void* grad_probs,
-                              CUstream_st* stream) {
-  if (dtype != Dtype::Float32 && dtype != Dtype::Float64) return "rmi_backward_cuda takes float32 or float64 maps";
-  const int64_t pixels = height * width;
-  const dim3 grid{unsigned(maps), unsigned(std::max<int64_t>(1, std::min<int64_t>(ceil_div(pixels, kThreads), 1024)))};
+const char* rmi_backward_cuda(const RmiBackwardArgs& args, CUstream_st* stream) {
+  if (args.dtype != Dtype::Float32 && args.dtype != Dtype::Float64) return "rmi_backward_cuda takes float32 or float64 maps";
+  const int64_t pixels = args.height * args.width;
+  const dim3 grid{unsigned(args.maps),
+                  unsigned(std::max<int64_t>(1, std::min<int64_t>(ceil_div(pixels, kThreads), 1024)))};
   auto cuda_stream = reinterpret_cast<cudaStream_t>(stream);
-  if (dtype == Dtype::Float32) {
-    rmi_backward_kernel<float><<<grid, kThreads, 0, cuda_stream>>>(static_cast<const float*>(labels),
-                                                                   static_cast<const float*>(probs), height, width,
-                                                                   saved, grad_value, static_cast<float*>(grad_probs));
+  auto launch = [&](auto* tag) {
+    using scalar_t = std::remove_pointer_t<decltype(tag)>;
+    rmi_backward_kernel<scalar_t><<<grid, kThreads, 0, cuda_stream>>>(
+        static_cast<const scalar_t*>(args.labels), static_cast<const scalar_t*>(args.probs), args.height, args.width,
+        args.saved, args.grad_value, static_cast<scalar_t*>(args.grad_probs));
+  };
+  if (args.dtype == Dtype::Float32) {
+    launch(static_cast<float*>(nullptr));
   } else {
-    rmi_backward_kernel<double><<<grid, kThreads, 0, cuda_stream>>>(
-        static_cast<const double*>(labels), static_cast<const double*>(probs), height, width, saved, grad_value,
-        static_cast<double*>(grad_probs));
+    launch(static_cast<double*>(nullptr));
   }
   return last_error();
 }
