@@ -139,7 +139,7 @@ def task(loaded: Spec, load_weights: bool = True, init: InitCheckpoint | None = 
     `init` (the spec's run_folder.init_checkpoint, resolved once by the caller) when given. The
     model is in the trainer's memory format (and compiled if asked)."""
     network = model(loaded)
-    if load_weights and loaded.model.pretrained is not None:
+    if load_weights and loaded.model.pretrained:
         print(load_pretrained(network, Path(loaded.model.pretrained)))
     if load_weights and init is not None:
         print(load_init(network, init.path))

@@ -42,10 +42,11 @@ def load_chain(path: Path) -> Chain:
     return chain
 
 
-def stage_spec(chain: Chain, chain_path: Path, index: int, init: Path | None) -> Spec:
-    """The stage's spec with its overrides, named <chain>-<stage>, starting from `init`."""
+def stage_spec(chain: Chain, chain_path: Path, index: int, init: Path | None, extra_overrides=()) -> Spec:
+    """The stage's spec with its overrides (then `extra_overrides`), named <chain>-<stage>, starting
+    from `init`."""
     stage = chain.stage[index]
-    overrides = [*stage.overrides, f'name="{chain.name}-{stage.name}"']
+    overrides = [*stage.overrides, f'name="{chain.name}-{stage.name}"', *extra_overrides]
     if init is not None:
         overrides.append(f"init='{init.resolve()}'")
     return build.load_spec(chain_path.parent / stage.spec, overrides)

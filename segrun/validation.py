@@ -15,7 +15,7 @@ def validate(path, overrides=()) -> Iterator[str]:
     yield (f"{path}: spec ok ({loaded.model.name}/{loaded.model.backbone}, "
            f"losses {', '.join(loss.name for loss in loaded.loss)})")
     for key, file in (("model.pretrained", loaded.model.pretrained), ("init", loaded.init)):
-        if file is not None and not Path(file).exists():
+        if file and not Path(file).exists():
             raise UserError(f"{path}: {key}: no such file {file}")
     root = resolve_root(loaded.data.root)
     if loaded.data.synthetic is not None and not root.exists():

@@ -96,7 +96,7 @@ def test_chain_errors_name_the_file_and_key(tmp_path):
         load_chain(path)
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "specs").glob("*_chain.toml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((REPO / "specs").rglob("*_chain.toml")), ids=lambda p: p.name)
 def test_shipped_chains_load(path, capsys):
     chain = load_chain(path)
     assert len(chain.stage) == 3

@@ -37,6 +37,17 @@ def test_matches_reference_loss_and_gradient(reference, name, case):
     assert torch.allclose(logits.grad, torch.tensor(expected_grad), rtol=0, atol=1e-4 * np.abs(expected_grad).max())
 
 
+@pytest.mark.parametrize("case", "abcd")
+def test_dc_topk_with_ignored_as_class_zero_matches_the_original_on_every_case(reference, case):
+    data = load_case(reference, case)
+    logits = torch.tensor(data["logits"], requires_grad=True)
+    loss = losses.create("dc_topk", logits.shape[1], ignored_as_class_zero=True)(logits, torch.tensor(data["labels"]))
+    loss.backward()
+    assert float(loss.detach()) == pytest.approx(float(data["dc_topk_loss"]), rel=1e-5)
+    expected_grad = data["dc_topk_grad"]
+    assert torch.allclose(logits.grad, torch.tensor(expected_grad), rtol=0, atol=1e-4 * np.abs(expected_grad).max())
+
+
 def test_rmi_lower_bound_gradients_in_float64():
     generator = torch.Generator().manual_seed(0)
     labels = (torch.rand(2, 3, 6, 7, generator=generator) > 0.5).double()
@@ -149,7 +160,8 @@ def test_create_checks_weights_and_options():
 @pytest.mark.parametrize("name", sorted(LOSSES))
 def test_every_declared_option_is_accepted(name):
     values = {"radius": 2, "pool": "avg", "pool_size": 4, "pool_stride": 4, "weight_lambda": 0.3,
-              "lambda_mode": "additive", "percent": 5.0, "smooth": 1.0, "background": True}
+              "lambda_mode": "additive", "percent": 5.0, "smooth": 1.0, "background": True,
+              "ignored_as_class_zero": True}
     options = {key: values[key] for key in option_names(LOSSES[name])}
     loss = make(name, 3) if not options else (
         losses.create(name, 3, class_weights=[1.0] * 3 if name in WEIGHTED else None, **options))

@@ -8,7 +8,8 @@
 - `topk`: nnU-Net's TopK: the mean of the largest k% per-pixel cross entropies (k counts every pixel;
   ignored pixels contribute 0).
 - `dc_topk`: TopK plus the nnU-Net Dice term.
-Ignored pixels are masked out of probabilities and targets everywhere.
+Ignored pixels are masked out of probabilities and targets everywhere, except in dc_topk's TopK term
+with `ignored_as_class_zero` (the original's behaviour).
 """
 import torch
 import torch.nn.functional as F
@@ -94,9 +95,17 @@ class TopK(PixelLoss):
 class DiceTopK(DiceCE):
     """DiceCE with TopK in place of the plain cross entropy."""
 
-    def __init__(self, ignore_index: int = 255, percent: float = 10.0, smooth: float = 0.0, background: bool = False):
+    def __init__(self, ignore_index: int = 255, percent: float = 10.0, smooth: float = 0.0, background: bool = False,
+                 ignored_as_class_zero: bool = False):
         super().__init__(ignore_index, smooth, background)
         self.percent = checked_percent(percent)
+        # The original (nnU-Net's DC_and_topk_loss, as the study ran it) relabels ignored pixels as
+        # class 0 before its TopK term, so they are trained towards class 0 (road on Cityscapes);
+        # segrun masks them unless this reproduces the study's row.
+        check_choice("ignored_as_class_zero", ignored_as_class_zero, (True, False))
+        self.ignored_as_class_zero = ignored_as_class_zero
 
     def pixel_term(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.ignored_as_class_zero:
+            target = torch.where(target == self.ignore_index, 0, target)
         return top_k_cross_entropy(logits, target, self.ignore_index, self.percent)

@@ -118,8 +118,9 @@ class ModelSpec:
     name: str = "hrnet"  # a name in segrun.models.MODELS
     backbone: str = "hrnet_w48"  # a name in segrun.models.BACKBONES
     align_corners: bool = True  # bilinear resizing of branches and logits, as the reference's ALIGN_CORNERS
-    # backbone (and head) weights in the official HRNet, timm or NVIDIA key layout; a path
-    pretrained: str | None = None
+    # backbone (and head) weights in the official HRNet, timm or NVIDIA key layout: a path; false
+    # says the model starts from scratch (the study's MODEL.PRETRAINED=False), unset the same
+    pretrained: str | Literal[False] | None = None
     # hrnet_ocr_ms only: train on 0.5x and 1.0x fused by attention (4 outputs), or single-scale (2)
     mscale_training: bool | None = None
 

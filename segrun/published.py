@@ -1,0 +1,62 @@
+"""A manifest of published results (specs/study/results.toml): each row is one number a paper
+published, with the spec (or chain) that reproduces its training and the overrides that give its
+evaluation. `segrun report --study` reads it to put reproduced runs beside the published numbers."""
+from pathlib import Path
+
+from attrs import frozen
+
+from segrun import build
+from segrun.chain import load_chain, stage_spec
+from segrun.spec import Spec, SpecError
+from segrun.spec.loader import load_section
+
+
+@frozen
+class PublishedRow:
+    table: str  # the paper's table the number is from
+    dataset: str  # segrun's dataset name
+    model: str  # segrun's model name
+    model_label: str  # the paper's name for the model, e.g. "MS OCR [0.5, 1., 2.]"
+    setting: str  # the paper's row or column label, e.g. "wRMI", "Mapillary + RMI + Coarse"
+    spec: str  # a spec or chain (*_chain.toml), relative to the manifest
+    published_best: float  # mIoU in percent of the run the paper marks best
+    published_mean: float  # mean of its runs
+    overrides: tuple[str, ...] = ()  # KEY=VALUE on the spec (on a chain: its last stage) for the evaluation
+    published_runs: tuple[float, ...] = ()  # every run's mIoU, where the paper lists them
+    note: str | None = None  # what a reader should know about this number
+
+    @property
+    def label(self) -> str:
+        return f"{self.model_label} / {self.setting}"
+
+
+@frozen
+class Manifest:
+    row: tuple[PublishedRow, ...]
+
+
+def load_manifest(path: Path) -> list[PublishedRow]:
+    """The rows of a manifest, each spec path checked to exist (SpecError naming the row otherwise)."""
+    path = Path(path)
+    rows = list(load_section(path, Manifest).row)
+    if not rows:
+        raise SpecError(f"{path}: row: expected at least one [[row]] table")
+    for index, row in enumerate(rows):
+        if not (path.parent / row.spec).is_file():
+            raise SpecError(f"{path}: row.{index}.spec: no such file {path.parent / row.spec}; the path is relative "
+                            f"to {path.parent}")
+    return rows
+
+
+def is_chain(path: Path) -> bool:
+    return path.name.endswith("_chain.toml")
+
+
+def evaluation_spec(manifest: Path, row: PublishedRow) -> Spec:
+    """The spec whose [test] protocol gives the row's number: the row's spec, or its chain's last
+    stage, with the row's overrides."""
+    path = Path(manifest).parent / row.spec
+    if is_chain(path):
+        chain = load_chain(path)
+        return stage_spec(chain, path, len(chain.stage) - 1, None, row.overrides)
+    return build.load_spec(path, row.overrides)
