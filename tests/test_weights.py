@@ -1,5 +1,6 @@
 """Published checkpoint layouts, written by the tests, load back into segrun models."""
 import hashlib
+from pathlib import PurePosixPath
 
 import pytest
 import torch
@@ -62,11 +63,16 @@ def test_missing_or_unreadable_files_are_user_errors(tmp_path):
     (tmp_path / "garbage.pth").write_text("not a checkpoint")
     with pytest.raises(UserError, match="not a readable PyTorch checkpoint"):
         load_pretrained(small(), tmp_path / "garbage.pth")
+    # e.g. a Lightning checkpoint whose hyper-parameters are pickled objects: named, not unpickled
+    torch.save({"state_dict": {}, "hyper_parameters": {"root": PurePosixPath("/data")}}, tmp_path / "objects.ckpt")
+    with pytest.raises(UserError, match=r"objects\.ckpt: holds pickled Python objects besides tensors.*weights\.pth"):
+        load_pretrained(small(), tmp_path / "objects.ckpt")
 
 
 def test_init_from_a_checkpoint_with_another_class_count(tmp_path, minimal_spec):
     source = small("hrnet", num_classes=7, seed=1)
-    torch.save({"state_dict": {f"model.{k}": v for k, v in source.state_dict().items()}}, tmp_path / "seven.ckpt")
+    state = {**{f"model.{k}": v for k, v in source.state_dict().items()}, "losses.0.class_weights": torch.ones(7)}
+    torch.save({"state_dict": state}, tmp_path / "seven.ckpt")
     target = small("hrnet", num_classes=3, seed=2)
     start = init_checkpoint(loads(f"init = '{tmp_path / 'seven.ckpt'}'\n{minimal_spec}"))
     assert start.path == tmp_path / "seven.ckpt"
@@ -74,6 +80,6 @@ def test_init_from_a_checkpoint_with_another_class_count(tmp_path, minimal_spec)
     summary = load_init(target, start.path)
     assert same_tensors(source, target, "backbone.")
     assert torch.equal(target.head[0].weight, source.head[0].weight)
-    assert "shape differs: head.3.bias, head.3.weight" in summary
+    assert "shape differs: head.3.bias, head.3.weight; not model weights, ignored: losses.0.class_weights" in summary
     with pytest.raises(UserError, match="holds no checkpoints"):
         init_checkpoint(loads(f"init = '{tmp_path}'\n{minimal_spec}"))
