@@ -8,10 +8,13 @@ the original does, the segrun module that holds the same tensors, and the tensor
 HRNet-W18-small the key structure is W48's with other widths: 240 channels out of the backbone
 (16 + 32 + 64 + 128) where W48 has 720.
 """
+import json
+
 import pytest
 import torch
 
 from segrun import models
+from segrun.cli import main
 from segrun.errors import UserError
 from segrun.models.weights import load_trained
 
@@ -111,14 +114,20 @@ def aspp(prefix, in_channels):  # AtrousSpatialPyramidPoolingModule: 1x1, three 
 SCALE_ATTENTION = [(f"scale_attn.{m}", f"scale_attn.{m}", shapes) for m, shapes in (
     ("conv0", conv(256, 512, 3)), ("bn0", bn(256)), ("conv1", conv(256, 256, 3)), ("bn1", bn(256)), ("conv2", conv(1, 256)))]
 
-# model -> (backbone under `backbone.` in the original, head table)
-STUDY_LAYOUTS = {
-    "hrnet": (False, hrnetv2_head(CLASSES)),
-    "hrnet_ocr": (False, flat_ocr_head(CLASSES)),
-    "hrnet_ocr_aspp": (True, aspp("aspp", WIDTH) + ocr_block(CLASSES, 1280, 2 * 512 + 1280)
-                       + aspp("ocr.ocr_distri_head.aspp", 512)),
-    "hrnet_ocr_ms": (True, ocr_block(CLASSES, WIDTH, 2 * 512) + SCALE_ATTENTION),
-}
+STUDY_MODELS = ("hrnet", "hrnet_ocr", "hrnet_ocr_aspp", "hrnet_ocr_ms")
+
+
+def study_layout(model_name, classes) -> tuple[bool, list]:
+    """(whether the original holds the backbone under `backbone.`, its head table)."""
+    return {
+        "hrnet": (False, hrnetv2_head(classes)),
+        "hrnet_ocr": (False, flat_ocr_head(classes)),
+        "hrnet_ocr_aspp": (True, aspp("aspp", WIDTH) + ocr_block(classes, 1280, 2 * 512 + 1280)
+                           + aspp("ocr.ocr_distri_head.aspp", 512)),
+        "hrnet_ocr_ms": (True, ocr_block(classes, WIDTH, 2 * 512) + SCALE_ATTENTION),
+    }[model_name]
+
+
 OFFICIAL_LAYOUTS = {"seg_hrnet": "hrnet", "seg_hrnet_ocr": "hrnet_ocr"}  # same names as the study's flat models
 
 
@@ -130,15 +139,15 @@ def random_tensor(name, shape, generator):
     return torch.randn(shape, generator=generator) * 0.1
 
 
-def original_checkpoint(model_name, seed=0) -> tuple[dict, dict]:
+def original_checkpoint(model_name, classes=CLASSES) -> tuple[dict, dict]:
     """(the original's state dict, the same tensors under segrun's names) with random values."""
-    nested_backbone, head = STUDY_LAYOUTS[model_name]
-    own = small(model_name).state_dict()
+    nested_backbone, head = study_layout(model_name, classes)
+    own = small(model_name, classes=classes).state_dict()
     rows = [(module, f"backbone.{module}", {name: own[f"backbone.{module}.{name}"].shape for name in
                                               (BN_TENSORS if kind == "bn" else ("weight",))})
             for module, kind in backbone_modules()]
     rows = [(f"backbone.{o}" if nested_backbone else o, s, shapes) for o, s, shapes in rows] + head
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(0)
     original, segrun = {}, {}
     for original_module, segrun_module, shapes in rows:
         for name, shape in shapes.items():
@@ -147,9 +156,9 @@ def original_checkpoint(model_name, seed=0) -> tuple[dict, dict]:
     return original, segrun
 
 
-def small(name, seed=1):
+def small(name, seed=1, classes=CLASSES):
     torch.manual_seed(seed)
-    return models.create(name, CLASSES, backbone=BACKBONE).eval()
+    return models.create(name, classes, backbone=BACKBONE).eval()
 
 
 def assert_loads_exactly(model_name, path, segrun_state):
@@ -166,7 +175,7 @@ def assert_loads_exactly(model_name, path, segrun_state):
     return summary
 
 
-@pytest.mark.parametrize("model_name", list(STUDY_LAYOUTS))
+@pytest.mark.parametrize("model_name", STUDY_MODELS)
 def test_a_study_lightning_checkpoint_loads_whole_with_the_same_outputs(model_name, tmp_path):
     original, segrun_state = original_checkpoint(model_name)
     # SegModel(LightningModule) holds the network as self.model; metrics and best_metric_val are not persistent.
@@ -201,3 +210,27 @@ def test_a_checkpoint_of_another_model_is_refused_naming_what_differs(tmp_path):
                                         r"aux_head\.0\.bias.*check model\.name, model\.backbone"):
         load_trained(target, tmp_path / "ocr.ckpt")
     assert all(torch.equal(value, before[key]) for key, value in target.state_dict().items())
+
+
+def test_eval_scores_a_study_checkpoint_with_a_spec_as_the_same_weights_in_segrun_names(tmp_path, tiny_spec, monkeypatch,
+                                                                                       capsys):
+    spec_file = tiny_spec()  # hrnet at W18-small on synthetic Cityscapes-layout data, 19 classes
+    original, segrun_state = original_checkpoint("hrnet", classes=19)
+    torch.save({"state_dict": {f"model.{key}": value for key, value in original.items()}}, tmp_path / "study.ckpt")
+    torch.save({"state_dict": {f"model.{key}": value for key, value in segrun_state.items()}}, tmp_path / "segrun.ckpt")
+    monkeypatch.chdir(tmp_path)
+
+    assert main(["eval", "study.ckpt", "--spec", str(spec_file), "--no-progress"]) == 0
+    study = json.loads((tmp_path / "study.eval.json").read_text())
+    assert f"weights: {len(segrun_state)} tensors from study.ckpt; missing: none; unexpected: none" in capsys.readouterr().out
+    assert study["checkpoint"] == "study.ckpt" and study["spec"] == str(spec_file) and study["protocol"] == "eval"
+    assert main(["eval", "segrun.ckpt", "--spec", str(spec_file), "--out", "twin.json", "--no-progress"]) == 0
+    assert study["confusion_matrix"] == json.loads((tmp_path / "twin.json").read_text())["confusion_matrix"]
+    capsys.readouterr()
+
+    assert main(["eval", "study.ckpt", "--spec", str(spec_file)]) == 2
+    assert "study.eval.json: already holds an evaluation; pass --out FILE" in capsys.readouterr().err
+    assert main(["eval", "study.ckpt", "--spec", str(spec_file), "model.backbone=hrnet_w18_small_v2", "--out", "v2.json"]) == 2
+    assert "study.ckpt: does not fit this model" in capsys.readouterr().err and not (tmp_path / "v2.json").exists()
+    assert main(["eval", "study.ckpt"]) == 2  # not in a run folder, and no spec
+    assert "or --spec SPEC to evaluate a weights file" in capsys.readouterr().err
