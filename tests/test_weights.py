@@ -83,3 +83,17 @@ def test_init_from_a_checkpoint_with_another_class_count(tmp_path, minimal_spec)
     assert "shape differs: head.3.bias, head.3.weight; not model weights, ignored: losses.0.class_weights" in summary
     with pytest.raises(UserError, match="holds no checkpoints"):
         init_checkpoint(loads(f"init = '{tmp_path}'\n{minimal_spec}"))
+
+
+def test_hrnet_ocr_starts_from_an_hrnetv2_checkpoint_with_its_head_as_the_auxiliary_head(tmp_path):
+    """As HRNet-Semantic-Segmentation's seg_hrnet_ocr does (last_layer -> aux_head): HRNetV2's head,
+    conv-BN-ReLU-conv, has the auxiliary head's shapes."""
+    source = small("hrnet", seed=1)
+    state = {key.removeprefix("backbone.").replace("head.", "last_layer."): value for key, value in source.state_dict().items()}
+    torch.save(state, tmp_path / "seg_hrnet.pth")
+    target = small("hrnet_ocr", seed=2)
+    summary = load_pretrained(target, tmp_path / "seg_hrnet.pth")
+    assert "unexpected: none" in summary and same_tensors(source, target, "backbone.")
+    aux, head = target.ocr.aux_head, source.head
+    assert torch.equal(aux[0].weight, head[0].weight) and torch.equal(aux[1][0].running_var, head[1].running_var)
+    assert torch.equal(aux[2].bias, head[3].bias)

@@ -65,9 +65,9 @@ def _candidate_names(key: str) -> list[str]:
     module, _, tensor = key.rpartition(".")
     if module in _FLAT_OCR_MODULES:
         return [f"{_FLAT_OCR_MODULES[module]}.{tensor}"]
-    if "last_layer." in key:  # HRNetV2's head in HRNet-Semantic-Segmentation; NVIDIA's OCR auxiliary head
+    if "last_layer." in key:  # HRNetV2's head; as the OCR auxiliary head (NVIDIA's name; HRNet-OCR starting from HRNetV2)
         rest = key.split("last_layer.", 1)[1]
-        return [f"head.{rest}", f"ocr.aux_head.{rest}"]
+        return [f"head.{rest}", *_candidate_names(f"aux_head.{rest}")]
     return [key, f"backbone.{key}", f"ocr.{key}"]
 
 
