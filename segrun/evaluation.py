@@ -1,5 +1,7 @@
-"""`segrun eval`: a trained run's checkpoint on the val split, with test-time options."""
+"""`segrun eval`: a trained run's checkpoint, or a weights file with a spec, on the val split with
+the spec's test protocol (else its validation options) and test-time options."""
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import attrs
@@ -8,25 +10,65 @@ import torch
 
 from segrun import build
 from segrun.atomic_write import write_atomically
+from segrun.data.datamodule import ensure_dataset
 from segrun.errors import UserError
 from segrun.inference import describe_prediction
 from segrun.metrics import format_iou_table
+from segrun.models.weights import load_trained
 from segrun.resolve import eval_precision
 from segrun.run_folder import locate
-from segrun.spec import KeyProblem
+from segrun.spec import KeyProblem, Spec
 from segrun.spec.loader import to_table
+from segrun.task import SegmentationTask
+
+
+def _unused(eval_file: Path) -> Path:
+    if eval_file.exists():
+        raise UserError(f"{eval_file}: already holds an evaluation; pass --out FILE to write this one elsewhere")
+    return eval_file
 
 
 def evaluate(run_or_checkpoint: Path, progress: bool = True, out: Path | None = None, **options) -> dict:
-    """Score the checkpoint with the run's spec: its [test] protocol where it has one, else its
-    [eval] (validation) options, with `options` (scales, flip, sliding, combine, model_scales)
-    replacing theirs where given; print the per-class table and write the scores to `out`
-    (default: eval.json in the run folder). An existing file is never replaced."""
+    """Score the checkpoint with the run's spec (see `_score`); the scores go to `out` (default:
+    eval.json in the run folder). An existing file is never replaced."""
     folder, checkpoint = locate(run_or_checkpoint)
-    eval_file = out or folder.path / "eval.json"
-    if eval_file.exists():
-        raise UserError(f"{eval_file}: already holds an evaluation; pass --out FILE to write this one elsewhere")
-    spec = build.read_run_spec(folder)
+    eval_file = _unused(out or folder.path / "eval.json")
+
+    def load(task: SegmentationTask) -> None:
+        task.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"])
+
+    return _score(build.read_run_spec(folder), load, eval_file, progress, options, {"checkpoint": str(checkpoint)})
+
+
+def evaluate_weights(weights: Path, spec_file: Path, overrides: Sequence[str] = (), progress: bool = True,
+                     out: Path | None = None, **options) -> dict:
+    """Score a weights file in any layout segrun.models.weights reads (the HRNet/OCR study's
+    Lightning checkpoints, HRNet-Semantic-Segmentation's released files, a segrun checkpoint) with
+    the model, dataset and protocol of a spec, without a run folder. The file must fill the spec's
+    model exactly. The scores go to `out` (default: <weights stem>.eval.json in the current folder);
+    an existing file is never replaced."""
+    if weights.is_dir():
+        raise UserError(f"{weights}: --spec evaluates a weights file, not a folder; a run folder brings its own spec, "
+                        "evaluate it without --spec")
+    if not weights.is_file():
+        raise UserError(f"{weights}: no such weights file")
+    eval_file = _unused(out or Path(f"{weights.stem}.eval.json"))
+    spec = build.load_spec(spec_file, overrides)
+    ensure_dataset(spec.data, progress)  # as training would: a spec's [data.synthetic] written where missing
+
+    def load(task: SegmentationTask) -> None:
+        print(load_trained(task.model, weights))
+
+    return _score(spec, load, eval_file, progress, options,
+                  {"checkpoint": str(weights), "spec": str(spec_file), "overrides": list(overrides)})
+
+
+def _score(spec: Spec, load: Callable[[SegmentationTask], None], eval_file: Path, progress: bool, options: dict,
+           source: dict) -> dict:
+    """Score the weights `load` puts into the spec's task with its [test] protocol where it has one,
+    else its [eval] (validation) options, `options` (scales, flip, sliding, combine, model_scales)
+    replacing theirs where given; print the per-class table and write the scores, the protocol
+    used and `source` (what was evaluated) to `eval_file`."""
     protocol = "test" if spec.test is not None else "eval"
     given = {key: value for key, value in options.items() if value is not None}
     try:
@@ -37,7 +79,7 @@ def evaluate(run_or_checkpoint: Path, progress: bool = True, out: Path | None = 
     except KeyProblem as error:
         raise UserError(f"eval options: {error.problem}") from None
     task = build.task(spec, load_weights=False)
-    task.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"])
+    load(task)
     trainer = pl.Trainer(accelerator=spec.trainer.accelerator, devices=1, precision=eval_precision(spec.trainer),
                          logger=False, enable_checkpointing=False, enable_progress_bar=progress,
                          enable_model_summary=False)
@@ -51,7 +93,7 @@ def evaluate(run_or_checkpoint: Path, progress: bool = True, out: Path | None = 
         **(task.last_test_scores if protocol == "test" else task.last_val_scores),
         "protocol": protocol,
         **{key: value for key, value in to_table(used).items() if key not in ("every_n_epochs", "batch_size")},
-        "checkpoint": str(checkpoint),
+        **source,
     }
     write_atomically(eval_file, (json.dumps(result, indent=2) + "\n").encode())
     print(f"{protocol} protocol ({describe_prediction(used)}):")

@@ -95,7 +95,8 @@ def locate(run_or_checkpoint: Path) -> tuple[RunFolder, Path]:
     else:
         raise UserError(f"{run_or_checkpoint}: no such run folder or checkpoint")
     if not folder.spec_file.is_file():
-        raise UserError(f"{folder.spec_file}: missing; segrun eval needs the run folder the checkpoint was trained in")
+        raise UserError(f"{folder.spec_file}: missing; segrun eval needs the run folder the checkpoint was trained in, "
+                        "or --spec SPEC to evaluate a weights file with that spec's model and dataset")
     return folder, checkpoint
 
 

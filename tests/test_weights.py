@@ -1,5 +1,6 @@
 """Published checkpoint layouts, written by the tests, load back into segrun models."""
 import hashlib
+from pathlib import PurePosixPath
 
 import pytest
 import torch
@@ -62,11 +63,16 @@ def test_missing_or_unreadable_files_are_user_errors(tmp_path):
     (tmp_path / "garbage.pth").write_text("not a checkpoint")
     with pytest.raises(UserError, match="not a readable PyTorch checkpoint"):
         load_pretrained(small(), tmp_path / "garbage.pth")
+    # e.g. a Lightning checkpoint whose hyper-parameters are pickled objects: named, not unpickled
+    torch.save({"state_dict": {}, "hyper_parameters": {"root": PurePosixPath("/data")}}, tmp_path / "objects.ckpt")
+    with pytest.raises(UserError, match=r"objects\.ckpt: holds pickled Python objects besides tensors.*weights\.pth"):
+        load_pretrained(small(), tmp_path / "objects.ckpt")
 
 
 def test_init_from_a_checkpoint_with_another_class_count(tmp_path, minimal_spec):
     source = small("hrnet", num_classes=7, seed=1)
-    torch.save({"state_dict": {f"model.{k}": v for k, v in source.state_dict().items()}}, tmp_path / "seven.ckpt")
+    state = {**{f"model.{k}": v for k, v in source.state_dict().items()}, "losses.0.class_weights": torch.ones(7)}
+    torch.save({"state_dict": state}, tmp_path / "seven.ckpt")
     target = small("hrnet", num_classes=3, seed=2)
     start = init_checkpoint(loads(f"init = '{tmp_path / 'seven.ckpt'}'\n{minimal_spec}"))
     assert start.path == tmp_path / "seven.ckpt"
@@ -74,6 +80,20 @@ def test_init_from_a_checkpoint_with_another_class_count(tmp_path, minimal_spec)
     summary = load_init(target, start.path)
     assert same_tensors(source, target, "backbone.")
     assert torch.equal(target.head[0].weight, source.head[0].weight)
-    assert "shape differs: head.3.bias, head.3.weight" in summary
+    assert "shape differs: head.3.bias, head.3.weight; not model weights, ignored: losses.0.class_weights" in summary
     with pytest.raises(UserError, match="holds no checkpoints"):
         init_checkpoint(loads(f"init = '{tmp_path}'\n{minimal_spec}"))
+
+
+def test_hrnet_ocr_starts_from_an_hrnetv2_checkpoint_with_its_head_as_the_auxiliary_head(tmp_path):
+    """As HRNet-Semantic-Segmentation's seg_hrnet_ocr does (last_layer -> aux_head): HRNetV2's head,
+    conv-BN-ReLU-conv, has the auxiliary head's shapes."""
+    source = small("hrnet", seed=1)
+    state = {key.removeprefix("backbone.").replace("head.", "last_layer."): value for key, value in source.state_dict().items()}
+    torch.save(state, tmp_path / "seg_hrnet.pth")
+    target = small("hrnet_ocr", seed=2)
+    summary = load_pretrained(target, tmp_path / "seg_hrnet.pth")
+    assert "unexpected: none" in summary and same_tensors(source, target, "backbone.")
+    aux, head = target.ocr.aux_head, source.head
+    assert torch.equal(aux[0].weight, head[0].weight) and torch.equal(aux[1][0].running_var, head[1].running_var)
+    assert torch.equal(aux[2].bias, head[3].bias)

@@ -1,20 +1,33 @@
 """Loading published and segrun checkpoints into a model, whatever their key layout.
 
-Layouts read:
+Layouts read (a file's layout is recognised from its keys, one key at a time):
 - official HRNet (ImageNet `hrnetv2_w48_imagenet_pretrained.pth`, PaddleClas' SSLD
   `HRNet_W48_C_ssld_pretrained.pth`) and timm: backbone keys at the top level (conv1.weight,
   stage2.0.branches...), plus a classification head (incre_modules, downsamp_modules,
   final_layer, classifier) that segmentation does not use;
+- HRNet-Semantic-Segmentation's trained models (seg_hrnet: HRNetV2, seg_hrnet_ocr: HRNet-OCR), as
+  released (keys under `model.`, beside the loss's `loss.*`) or without the prefix: the backbone at
+  the top level, HRNetV2's head as `last_layer`, the OCR head's modules at the top level with
+  conv3x3_ocr and aux_head's BatchNorm directly at index 1 (segrun nests it with its ReLU);
+- the HRNet/OCR study's Lightning checkpoints (MIC-DKFZ/semantic_segmentation): {"state_dict":
+  {"model.<key>": ...}}, with hrnet and hrnet_ocr in the layout above and hrnet_ocr_aspp and
+  hrnet_ocr_ms in segrun's own (`backbone.`, `aspp.`, `ocr.`, `scale_attn.`);
 - NVIDIA's semantic-segmentation (e.g. the Mapillary MS OCR): `module.` and `backbone.`
   prefixes, heads under `ocr.` / `scale_attn.`, the auxiliary head sometimes named `last_layer`;
-- segrun / Lightning checkpoints: {"state_dict": {"model.<key>": ...}}.
+- segrun's own checkpoints: {"state_dict": {"model.<key>": ..., "losses.<i>.<buffer>": ...}}.
 """
 from pathlib import Path
 
+import attrs
 import torch
 from torch import nn
 
 from segrun.errors import UserError
+
+# HRNet-Semantic-Segmentation's OCRNet (which the study copied) puts BatchNorm directly at index 1
+# of conv3x3_ocr and aux_head, and aux_head's classifier after a ReLU at index 3; segrun (as
+# NVIDIA's OCR_block) nests BatchNorm and ReLU in one Sequential at index 1, classifier at 2.
+_FLAT_OCR_MODULES = {"conv3x3_ocr.1": "ocr.conv3x3_ocr.1.0", "aux_head.1": "ocr.aux_head.1.0", "aux_head.3": "ocr.aux_head.2"}
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -23,6 +36,10 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for a file that is not a checkpoint
+        if "Unsupported global" in str(error):  # torch's words for a pickled Python object it will not load
+            raise UserError(f"{path}: holds pickled Python objects besides tensors, which segrun does not load; if "
+                            "you trust the file, save its tensors alone: torch.save(torch.load(PATH, weights_only="
+                            "False)['state_dict'], 'weights.pth')") from None
         raise UserError(f"{path}: not a readable PyTorch checkpoint ({error.__class__.__name__})") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
@@ -31,12 +48,26 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def _model_tensors(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """(the model's tensors, keys that are not the model's). `module.` (DataParallel) is dropped
+    from every key. Where keys sit under `model.` (a LightningModule's self.model, or
+    HRNet-Semantic-Segmentation's FullModel), only those are the model's: the rest is the
+    wrapper's own state (losses' class weights, metrics)."""
+    state = {key.removeprefix("module."): value for key, value in state.items()}
+    if not any(key.startswith("model.") for key in state):
+        return state, []
+    return ({key.removeprefix("model."): value for key, value in state.items() if key.startswith("model.")},
+            [key for key in state if not key.startswith("model.")])
+
+
 def _candidate_names(key: str) -> list[str]:
-    """Names a checkpoint key may have in a segrun model, most specific first."""
-    for prefix in ("module.", "model."):
-        key = key.removeprefix(prefix)
-    if "last_layer." in key:  # NVIDIA's name for the OCR auxiliary head, wherever it sits
-        return ["ocr.aux_head." + key.split("last_layer.", 1)[1]]
+    """Names a model key of a checkpoint may have in a segrun model, most specific first."""
+    module, _, tensor = key.rpartition(".")
+    if module in _FLAT_OCR_MODULES:
+        return [f"{_FLAT_OCR_MODULES[module]}.{tensor}"]
+    if "last_layer." in key:  # HRNetV2's head; as the OCR auxiliary head (NVIDIA's name; HRNet-OCR starting from HRNetV2)
+        rest = key.split("last_layer.", 1)[1]
+        return [f"head.{rest}", *_candidate_names(f"aux_head.{rest}")]
     return [key, f"backbone.{key}", f"ocr.{key}"]
 
 
@@ -45,13 +76,34 @@ def _short_list(keys, limit: int = 4) -> str:
     return ", ".join(keys[:limit]) + (f" and {len(keys) - limit} more" if len(keys) > limit else "") if keys else "none"
 
 
-def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: Path, strict_backbone: bool) -> str:
-    """Copy every tensor of `state` whose mapped name exists in the model with the same shape.
-    With strict_backbone, a backbone tensor of another shape is an error (the wrong backbone).
-    Returns a one-line summary of what was loaded, skipped and left missing."""
+@attrs.frozen
+class _Matching:
+    """How a checkpoint's tensors map onto a model: `loaded` by the model's names, and the keys
+    that did not load (checkpoint keys for unexpected and ignored, model keys otherwise)."""
+    source: Path
+    loaded: dict[str, torch.Tensor]
+    missing: set[str]
+    unexpected: list[str]
+    mismatched: list[str]
+    ignored: list[str]
+
+    @property
+    def complete(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def summary(self) -> str:
+        return (f"{len(self.loaded)} tensors from {self.source}; missing: {_short_list(self.missing)}; "
+                f"unexpected: {_short_list(self.unexpected)}; shape differs: {_short_list(self.mismatched)}"
+                + (f"; not model weights, ignored: {_short_list(self.ignored)}" if self.ignored else ""))
+
+
+def _match(model: nn.Module, state: dict[str, torch.Tensor], source: Path, strict_backbone: bool) -> _Matching:
+    """Map every model tensor of `state` to the model's name for it, where one exists with the same
+    shape. With strict_backbone, a backbone tensor of another shape is an error (the wrong backbone)."""
     own = model.state_dict()
+    tensors, ignored = _model_tensors(state)
     loaded, unexpected, mismatched = {}, [], []
-    for key, value in state.items():
+    for key, value in tensors.items():
         name = next((candidate for candidate in _candidate_names(key) if candidate in own), None)
         if name is None:
             unexpected.append(key)
@@ -62,10 +114,15 @@ def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: Path
             mismatched.append(name)
         else:
             loaded[name] = value
-    model.load_state_dict(loaded, strict=False)
-    missing = set(own) - set(loaded)
-    return (f"{len(loaded)} tensors from {source}; missing: {_short_list(missing)}; "
-            f"unexpected: {_short_list(unexpected)}; shape differs: {_short_list(mismatched)}")
+    return _Matching(source, loaded, set(own) - set(loaded), unexpected, mismatched, ignored)
+
+
+def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: Path, strict_backbone: bool) -> str:
+    """Copy every tensor of `state` whose mapped name exists in the model with the same shape (see
+    `_match`). Returns a one-line summary of what was loaded, skipped and left missing."""
+    matching = _match(model, state, source, strict_backbone)
+    model.load_state_dict(matching.loaded, strict=False)
+    return matching.summary()
 
 
 def load_pretrained(model: nn.Module, path: Path) -> str:
@@ -77,3 +134,15 @@ def load_init(model: nn.Module, path: Path) -> str:
     """A segrun checkpoint (the one `init` names, see run_folder.init_checkpoint): every tensor
     whose name and shape match is loaded, e.g. all but the classifier of a model with other classes."""
     return "init: " + load_matching(model, read_state_dict(path), path, strict_backbone=False)
+
+
+def load_trained(model: nn.Module, path: Path) -> str:
+    """The weights of a whole trained model, in any layout of the module docstring: every tensor of
+    the model must come from the file and every model tensor of the file must fit, else nothing is
+    loaded and the error names what differs."""
+    matching = _match(model, read_state_dict(path), path, strict_backbone=False)
+    if not matching.complete:
+        raise UserError(f"{path}: does not fit this model ({matching.summary()}); check model.name, model.backbone "
+                        "and the dataset's number of classes against what the file was trained as")
+    model.load_state_dict(matching.loaded)
+    return "weights: " + matching.summary()
