@@ -92,7 +92,7 @@ def _score(spec: Spec, load: Callable[[SegmentationTask], None], eval_file: Path
     result = {
         **(task.last_test_scores if protocol == "test" else task.last_val_scores),
         "protocol": protocol,
-        **{key: value for key, value in to_table(used).items() if key not in ("every_n_epochs", "batch_size")},
+        "options": to_table(used),
         **source,
     }
     write_atomically(eval_file, (json.dumps(result, indent=2) + "\n").encode())

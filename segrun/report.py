@@ -12,8 +12,10 @@ import attrs
 from segrun import build
 from segrun.atomic_write import write_atomically, write_figure
 from segrun.errors import UserError
+from segrun.published import evaluation_spec, load_manifest
 from segrun.run_folder import RunFolder
 from segrun.spec import Spec, spec_hash
+from segrun.spec.loader import to_table
 
 
 @attrs.frozen
@@ -91,6 +93,52 @@ def format_table(rows: list[dict]) -> str:
         lines.append(f"{row['name']:<28} {row['model']:<26} {row['loss']:<10} {row['data']:<22} {row['epochs']:>6} "
                      f"{row['params']:>12,} {row['runs']:>4} {row['mIoU']:>8.4f} ± {row['mIoU_std']:.4f} "
                      f"{row['train_s']:>9.1f} {row['infer_s_per_image']:>8.4f}")
+    return "\n".join(lines)
+
+
+def _test_score(result: RunResult, options: dict) -> float | None:
+    """The run's mIoU under test options `options`: from metrics.json's test protocol, or from an
+    evaluation file in its folder (`segrun eval RUN ... --out RUN/eval-x.json`) that used them."""
+    test = result.metrics.get("test")
+    if test and test.get("options") == options:
+        return test["mIoU"]
+    for file in sorted(result.folder.path.glob("*.json")):
+        if file != result.folder.metrics_file:
+            scores = json.loads(file.read_text())
+            if scores.get("protocol") == "test" and scores.get("options") == options:
+                return scores["mIoU"]
+    return None
+
+
+def study_rows(manifest: Path, results: list[RunResult]) -> list[dict]:
+    """Per published row: the published best and mean, and the runs of the row's spec (or chain
+    stage) scored under the row's test protocol: their mean ± std in percent and its difference
+    from the published mean."""
+    rows = []
+    for row in load_manifest(manifest):
+        target = evaluation_spec(manifest, row)
+        options = to_table(target.test)
+        scores = [score * 100 for result in results if result.spec.name == target.name
+                  for score in [_test_score(result, options)] if score is not None]
+        mean, std = _mean_std(scores)
+        rows.append({"dataset": row.dataset, "label": row.label, "published_best": row.published_best,
+                     "published_mean": row.published_mean, "runs": len(scores), "mean": mean, "std": std,
+                     "difference": mean - row.published_mean, "spec": target.name})
+    return rows
+
+
+def format_study_table(rows: list[dict]) -> str:
+    header = (f"{'dataset':<17} {'study row':<52} {'best':>6} {'mean':>6} {'runs':>4} {'reproduced':>15} "
+              f"{'difference':>10}")
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        reproduced = f"{row['mean']:6.2f} ± {row['std']:5.2f}" if row["runs"] else "-"
+        difference = f"{row['difference']:+10.2f}" if row["runs"] else ""
+        lines.append(f"{row['dataset']:<17} {row['label']:<52} {row['published_best']:>6.2f} "
+                     f"{row['published_mean']:>6.2f} {row['runs']:>4} {reproduced:>15} {difference:>10}")
+    done = sum(1 for row in rows if row["runs"])
+    lines.append(f"{done} of {len(rows)} published rows have reproduced runs (mIoU in percent, published mean of "
+                 "three runs against the reproduced mean ± std over seeds)")
     return "\n".join(lines)
 
 

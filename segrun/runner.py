@@ -59,7 +59,7 @@ def train(spec: Spec, runs_dir: Path, force: bool = False, progress: bool = True
     if spec.test is not None:  # the reported numbers' protocol, on the same best checkpoint
         test_started = time.monotonic()
         trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False)
-        test = {**task.last_test_scores, "protocol": to_table(spec.test),
+        test = {**task.last_test_scores, "options": to_table(spec.test),
                 "seconds_per_image": round((time.monotonic() - test_started) / max(len(datamodule.test_set), 1), 4)}
     if trainer.is_global_zero:
         checkpoint = torch.load(best, map_location="cpu", weights_only=True) if best else None

@@ -89,7 +89,8 @@ def test_each_model_trains_a_few_steps_and_evaluates(name, tmp_path, tiny_spec, 
 
     assert main(["eval", str(folder), "--scales", "1.0,0.75", "--flip", "--sliding", "48x64", "--no-progress"]) == 0
     result = json.loads((folder / "eval.json").read_text())
-    assert result["scales"] == [1.0, 0.75] and result["flip"] is True and result["sliding"] == [48, 64]
+    options = result["options"]
+    assert options["scales"] == [1.0, 0.75] and options["flip"] is True and options["sliding"] == [48, 64]
     assert {"mIoU", "pixel_accuracy", "per_class_iou"} <= set(result)
     assert "mIoU" in capsys.readouterr().out
 
@@ -143,8 +144,8 @@ def test_a_run_reports_its_test_protocol_with_summed_logits_and_nested_ms_ocr_sc
     folder = tmp_path / "runs" / f"tiny-{spec.spec_hash(resolve(build.load_spec(path, overrides)))}"
     metrics = json.loads((folder / "metrics.json").read_text())
     test = metrics["test"]
-    assert test["protocol"]["combine"] == "sum_logits" and test["protocol"]["model_scales"] == [0.5, 1.0, 2.0]
-    assert test["protocol"]["scales"] == [0.75, 1.0] and test["protocol"]["flip"] is True
+    assert test["options"]["combine"] == "sum_logits" and test["options"]["model_scales"] == [0.5, 1.0, 2.0]
+    assert test["options"]["scales"] == [0.75, 1.0] and test["options"]["flip"] is True
     assert 0 <= test["mIoU"] <= 1 and len(test["per_class_iou"]) == 19
     assert "test protocol (scales 0.75, 1.0, attention over 0.5, 1.0, 2.0 inside each, flip, summed logits)" in (
         capsys.readouterr().out)
@@ -152,5 +153,10 @@ def test_a_run_reports_its_test_protocol_with_summed_logits_and_nested_ms_ocr_sc
     # segrun eval runs the test protocol again, the same numbers from the same checkpoint
     assert main(["eval", str(folder), "--no-progress"]) == 0
     again = json.loads((folder / "eval.json").read_text())
-    assert again["protocol"] == "test" and again["combine"] == "sum_logits"
+    assert again["protocol"] == "test" and again["options"] == test["options"]
     assert again["confusion_matrix"] == test["confusion_matrix"]
+
+    # the study's other MS OCR row from the same run: attention over [0.5, 1.0] only
+    assert main(["eval", str(folder), "--model-scales", "0.5,1.0", "--out", str(folder / "eval-ms05.json"),
+                 "--no-progress"]) == 0
+    assert json.loads((folder / "eval-ms05.json").read_text())["options"]["model_scales"] == [0.5, 1.0]

@@ -1,7 +1,9 @@
 """The study's manifest (specs/study/results.toml): every published row names a spec or chain that
 loads, with the row's model and dataset, and its evaluation overrides apply."""
+import json
 from pathlib import Path
 
+import attrs
 import pytest
 
 from segrun.cli import main
@@ -36,3 +38,42 @@ def test_each_row_loads_with_its_model_and_dataset(row, capsys):
         "show", str(path), *row.overrides]
     assert main(command) == 0
     capsys.readouterr()
+
+
+def fake_run(folder: Path, spec, test_miou: float, seed: int) -> None:
+    """A finished run folder of `spec` whose test protocol scored test_miou (no training needed to
+    check how the report reads runs)."""
+    from segrun import spec as spec_module
+    from segrun.spec.loader import to_table
+
+    folder.mkdir(parents=True)
+    seeded = attrs.evolve(spec, seed=seed)
+    (folder / "spec.toml").write_text(spec_module.dumps(seeded))
+    test = {"mIoU": test_miou, "options": to_table(seeded.test)}
+    (folder / "metrics.json").write_text(json.dumps({"mIoU": test_miou - 0.01, "test": test}))
+
+
+def test_report_puts_reproduced_runs_beside_the_published_numbers(tmp_path, capsys):
+    rows = {row.label: row for row in ROWS if row.dataset == "cityscapes"}
+    hrnet = evaluation_spec(MANIFEST, rows["HRNet / Baseline (wCE, ImageNet)"])
+    ms_full = evaluation_spec(MANIFEST, rows["MS OCR [0.5, 1., 2.] / Baseline (wCE, ImageNet)"])
+    for seed, miou in enumerate((0.8100, 0.8120, 0.8140)):
+        fake_run(tmp_path / "runs" / f"hrnet-{seed}", hrnet, miou, seed)
+    fake_run(tmp_path / "runs" / "ms", ms_full, 0.8200, 0)
+    # the same MS OCR run, evaluated again over [0.5, 1.0] as the study's other row
+    ms_half = evaluation_spec(MANIFEST, rows["MS OCR [0.5, 1.] / Baseline (wCE, ImageNet)"])
+    from segrun.spec.loader import to_table
+    (tmp_path / "runs" / "ms" / "eval-ms05.json").write_text(json.dumps(
+        {"protocol": "test", "options": to_table(ms_half.test), "mIoU": 0.8150}))
+
+    assert main(["report", str(tmp_path / "runs"), "--study", str(MANIFEST)]) == 0
+    out = capsys.readouterr().out.splitlines()
+
+    def line_of(label: str) -> list[str]:
+        return next(line for line in out if line.startswith("cityscapes ") and f" {label} " in line).split()
+
+    assert line_of("HRNet / Baseline (wCE, ImageNet)")[-4:] == ["81.20", "±", "0.20", "+0.07"]  # 81.0/81.2/81.4 vs 81.13
+    assert line_of("MS OCR [0.5, 1., 2.] / Baseline (wCE, ImageNet)")[-4:] == ["82.00", "±", "0.00", "+0.04"]
+    assert line_of("MS OCR [0.5, 1.] / Baseline (wCE, ImageNet)")[-4:] == ["81.50", "±", "0.00", "+0.24"]
+    assert line_of("OCR / wRMI")[-2:] == ["0", "-"]  # no run of that spec
+    assert "3 of 63 published rows have reproduced runs" in out[-1]

@@ -15,6 +15,10 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scales", type=scales, help="comma-separated image scales, e.g. 0.5,1.0,2.0")
     parser.add_argument("--flip", action="store_true", default=None, help="average with the left-right flipped image")
     parser.add_argument("--sliding", type=window, metavar="HxW", help="sliding-window inference with this window")
+    parser.add_argument("--combine", choices=("mean_probabilities", "sum_logits"),
+                        help="combine the scales by their mean probabilities or summed logits")
+    parser.add_argument("--model-scales", type=scales, metavar="SCALES",
+                        help="hrnet_ocr_ms: the scales its attention fuses inside each of --scales, e.g. 0.5,1.0,2.0")
     parser.add_argument("--out", type=Path, help="where to write the scores (default: RUN/eval.json, or "
                                                  "./WEIGHTS-STEM.eval.json with --spec; never replaced)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -24,7 +28,7 @@ def _eval(args: argparse.Namespace) -> None:
     from segrun.evaluation import evaluate, evaluate_weights
 
     options = {"progress": not args.no_progress, "out": args.out, "scales": args.scales, "flip": args.flip,
-               "sliding": args.sliding}
+               "sliding": args.sliding, "combine": args.combine, "model_scales": args.model_scales}
     if args.spec is None:
         evaluate(args.run, **options)
     else:

@@ -9,13 +9,17 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR_OR_GLOB")
     parser.add_argument("--csv", type=Path, help="write one row per run, per-class IoU included")
     parser.add_argument("--plot", type=Path, help="write mIoU with error bars and training curves as a PNG")
+    parser.add_argument("--study", type=Path, metavar="MANIFEST",
+                        help="also compare the runs with published numbers, e.g. specs/study/results.toml")
 
 
 def _report(args: argparse.Namespace) -> None:
     from segrun.report import (
+        format_study_table,
         format_table,
         group_rows,
         load_results,
+        study_rows,
         write_csv,
         write_plot,
     )
@@ -23,6 +27,9 @@ def _report(args: argparse.Namespace) -> None:
     results = load_results(args.runs)
     rows = group_rows(results)
     print(format_table(rows))
+    if args.study:
+        print()
+        print(format_study_table(study_rows(args.study, results)))
     if args.csv:
         write_csv(results, args.csv)
         print(f"{args.csv}: {len(results)} runs")
