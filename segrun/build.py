@@ -81,6 +81,9 @@ def check_spec(loaded: Spec) -> None:
     if loaded.data.coarse_schedule != "all" and not getattr(dataset_class, "mixes_coarse", False):
         raise KeyProblem(("data", "coarse_schedule"), f"dataset {loaded.data.dataset} does not mix fine and coarse "
                          "samples; use cityscapes_fine_coarse")
+    if loaded.data.coarse_decay_epochs is not None and not epochs_vary_in_length(loaded.data.coarse_schedule):
+        raise KeyProblem(("data", "coarse_decay_epochs"), 'only data.coarse_schedule = "linear_decay" decays the '
+                         "coarse share; set it, or remove coarse_decay_epochs")
     if loaded.data.synthetic is not None and not hasattr(dataset_class, "synthesize"):
         raise KeyProblem(("data", "synthetic"), f"dataset {loaded.data.dataset} has no synthetic generator; "
                          "remove [data.synthetic]")

@@ -5,6 +5,7 @@ import torch
 
 from segrun import ops
 from segrun.data import DATASETS, data_home
+from segrun.data.downloads import CITYSCAPES, find_layout
 
 
 def _datasets_found() -> list[str]:
@@ -13,10 +14,14 @@ def _datasets_found() -> list[str]:
         return [f"{home}: no such folder (set SEGRUN_DATA to where your datasets live)"]
     lines = []
     for folder in sorted(p for p in home.iterdir() if p.is_dir()):
-        if (folder / "leftImg8bit").is_dir():
-            images = sum(1 for _ in folder.glob("leftImg8bit/*/*/*_leftImg8bit.png"))
-            prepared = sum(1 for _ in folder.glob("gtFine/*/*/*_gtFine_labelTrainIds.png"))
-            lines.append(f"{folder}: cityscapes layout, {images} images, {prepared} prepared fine labels")
+        layout = find_layout(folder, CITYSCAPES)
+        images_folder = layout.folder(folder, "leftImg8bit_trainvaltest")
+        if images_folder.is_dir():
+            images = sum(1 for _ in images_folder.glob("*/*/*_leftImg8bit.png"))
+            labels_folder = layout.folder(folder, "gtFine_trainvaltest")
+            prepared = sum(1 for _ in labels_folder.glob("*/*/*_gtFine_labelTrainIds.png"))
+            lines.append(f"{folder}: cityscapes ({layout.name} layout), {images} images, {prepared} prepared fine "
+                         "labels")
     return lines or [f"{home}: no dataset folders found"]
 
 

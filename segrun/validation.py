@@ -9,8 +9,9 @@ from segrun.errors import UserError
 
 def validate(path, overrides=()) -> Iterator[str]:
     """Report lines, one as each check passes: the spec loads (extends, overrides, pipelines), the
-    files it names exist, and its dataset is prepared or will be synthesised. Raises UserError at the
-    first check that fails, after the lines of the checks before it."""
+    files it names exist, and its dataset is prepared (in which layout, and which pairs of the
+    download it leaves out) or will be synthesised. Raises UserError at the first check that fails,
+    after the lines of the checks before it."""
     loaded = build.load_spec(path, overrides)
     yield (f"{path}: spec ok ({loaded.model.name}/{loaded.model.backbone}, "
            f"losses {', '.join(loss.name for loss in loaded.loss)})")
@@ -22,5 +23,9 @@ def validate(path, overrides=()) -> Iterator[str]:
         yield f"{root}: not there yet; the run will synthesise it ([data.synthetic])"
         return
     dataset = DATASETS[loaded.data.dataset]
-    counts = {split: len(dataset(root, split)) for split in ("train", "val")}
-    yield f"{root}: {loaded.data.dataset} with {counts['train']} train and {counts['val']} val images, labels prepared"
+    train, val = dataset(root, "train"), dataset(root, "val")
+    yield (f"{root}: {loaded.data.dataset} with {len(train)} train and {len(val)} val images, labels prepared; "
+           f"{train.layout.describe()}")
+    for split in (train, val):
+        if split.left_out:
+            yield f"{root}: {split.split} leaves out {len(split.left_out)}: {', '.join(split.left_out)}"

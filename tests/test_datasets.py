@@ -8,10 +8,11 @@ from segrun.cli import main
 from segrun.data import DATASETS, pascal_context
 from segrun.data.cityscapes import prepare as prepare_cityscapes
 from segrun.data.cityscapes_labels import LABEL_ID_TO_TRAIN_ID
-from segrun.data.image_io import read_label
+from segrun.data.downloads import BROKEN_IN_DOWNLOAD
+from segrun.data.image_io import read_label, read_rgb
 from segrun.data.pascal_context import prepare as prepare_context
 from segrun.data.pascal_context_labels import CLASS_IDS
-from segrun.data.synthetic_cityscapes import synthesize_with_coarse
+from segrun.data.synthetic_cityscapes import render_scene, scene_seed, synthesize_with_coarse
 from segrun.data.synthetic_pascal_context import synthesize as synthesize_context
 from segrun.errors import DatasetError
 
@@ -31,19 +32,21 @@ def context_root(tmp_path):
 
 def test_coarse_labels_are_prepared_with_void_to_ignore(cityscapes_root):
     coarse = sorted(cityscapes_root.glob("gtCoarse/*/*/*_gtCoarse_labelIds.png"))
-    assert {p.parent.parent.name for p in coarse} == {"train", "train_extra"} and len(coarse) == 6
+    assert {p.parent.parent.name for p in coarse} == {"train_extra"} and len(coarse) == 3 + len(BROKEN_IN_DOWNLOAD)
     for source in coarse:
         label_ids = read_label(source)
         train_ids = read_label(source.with_name(source.name.replace("labelIds", "labelTrainIds")))
         assert np.array_equal(train_ids, LABEL_ID_TO_TRAIN_ID[label_ids])
         assert (label_ids == 0).any() and (train_ids[label_ids == 0] == 255).all()
-    fine = read_label(next(cityscapes_root.glob("gtFine/train/aachen/*_gtFine_labelTrainIds.png")))
-    coarse_of_fine = read_label(next(cityscapes_root.glob("gtCoarse/train/aachen/*_gtCoarse_labelTrainIds.png")))
-    assert (coarse_of_fine == 255).sum() > (fine == 255).sum()  # coarse: large void areas
-    assert ((coarse_of_fine == fine) | (coarse_of_fine == 255)).all()
+    # The coarse label of a scene against its fine labels (those the generator drew it from).
+    fine = LABEL_ID_TO_TRAIN_ID[render_scene(64, 128, scene_seed(0, "train_extra", 0))[1]]
+    (coarse_file,) = cityscapes_root.glob("gtCoarse/train_extra/augsburg/*_gtCoarse_labelTrainIds.png")
+    coarse_of_scene = read_label(coarse_file)
+    assert (coarse_of_scene == 255).sum() > (fine == 255).sum()  # coarse: large void areas
+    assert ((coarse_of_scene == fine) | (coarse_of_scene == 255)).all()
 
 
-@pytest.mark.parametrize("name, train_count", [("cityscapes", 3), ("cityscapes_coarse", 6), ("cityscapes_fine_coarse", 6)])
+@pytest.mark.parametrize("name, train_count", [("cityscapes", 3), ("cityscapes_coarse", 3), ("cityscapes_fine_coarse", 6)])
 def test_cityscapes_variants_read_their_sources_and_fine_val(cityscapes_root, name, train_count):
     train, val = DATASETS[name](cityscapes_root, "train"), DATASETS[name](cityscapes_root, "val")
     assert len(train) == train_count and len(val) == 2
@@ -51,6 +54,54 @@ def test_cityscapes_variants_read_their_sources_and_fine_val(cityscapes_root, na
     image, label = train[train_count - 1]
     assert image.shape == (3, 64, 128) and label.shape == (64, 128) and label.dtype.is_signed
     assert set(label.unique().tolist()) <= set(range(19)) | {255}
+
+
+def test_the_coarse_set_is_train_extra_less_the_broken_image_pair_by_name(cityscapes_root):
+    # The release also has coarse labels for the fine train images; the study's coarse set leaves them out.
+    for fine in cityscapes_root.glob("gtFine/train/*/*_gtFine_labelIds.png"):
+        coarse = cityscapes_root / "gtCoarse" / "train" / fine.parent.name / fine.name.replace("gtFine", "gtCoarse")
+        coarse.parent.mkdir(parents=True, exist_ok=True)
+        coarse.write_bytes(fine.read_bytes())
+    (broken,) = BROKEN_IN_DOWNLOAD
+    for name, train_count in (("cityscapes_coarse", 3), ("cityscapes_fine_coarse", 6)):
+        train = DATASETS[name](cityscapes_root, "train")
+        assert len(train) == train_count and train.left_out == [f"{broken} ({BROKEN_IN_DOWNLOAD[broken]})"]
+        assert not any("gtCoarse/train/" in str(label) for label in train.labels)
+        assert not any(broken in str(path) for path in train.images + train.labels)
+        for image, label in zip(train.images, train.labels):  # every pair stays aligned
+            assert label.name.startswith(image.name.removesuffix("_leftImg8bit.png") + "_gt")
+        train[train_count - 1]
+    assert (cityscapes_root / "gtCoarse/train_extra/troisdorf" / f"{broken}_gtCoarse_labelTrainIds.png").exists()
+    with pytest.raises(OSError, match="not a readable image"):  # the synthetic download's broken image, as the real one
+        read_rgb(next(cityscapes_root.glob(f"leftImg8bit/train_extra/troisdorf/{broken}_leftImg8bit.png")))
+
+
+@pytest.mark.parametrize("layout", ["flat", "study"])
+def test_prepare_names_an_unreadable_coarse_label_skips_it_and_continues(tmp_path, write_spec, capsys, layout):
+    synthesize_with_coarse(tmp_path, train_images=3, val_images=2, height=64, width=128, progress=False, layout=layout)
+    (truncated,) = tmp_path.glob("**/train_extra/bamberg/*_gtCoarse_labelIds.png")
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    capsys.readouterr()
+    assert main(["data", "prepare", "cityscapes", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{truncated}: not a readable image, skipped" in out
+    assert "wrote 8 files" in out  # 3 + 2 fine, 3 coarse of the 4 (the broken image's label included)
+    coarse = DATASETS["cityscapes_coarse"](tmp_path, "train")
+    assert len(coarse) == 2 and "bamberg_000000_000019 (its label bamberg_000000_000019_gtCoarse_labelIds.png " \
+        "cannot be read)" in coarse.left_out
+    coarse[1]
+    path = write_spec(f'name = "tiny"\n[data]\nroot = "{tmp_path}"\ndataset = "cityscapes_coarse"\n')
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{tmp_path}: train leaves out 2: " in out and "bamberg_000000_000019 (its label" in out
+    # A fine label is never left out: the loader asks for it.
+    (fine,) = tmp_path.glob("**/gtFine/val/lindau/*_gtFine_labelIds.png")
+    fine.write_bytes(fine.read_bytes()[:100])
+    fine.with_name(fine.name.replace("labelIds", "labelTrainIds")).unlink()
+    assert main(["data", "prepare", "cityscapes", str(tmp_path)]) == 0
+    assert f"{fine}: not a readable image, skipped" in capsys.readouterr().out
+    with pytest.raises(DatasetError, match=r"lindau_000000_000019_gtFine_labelTrainIds\.png: missing \(1 of 2 val"):
+        DATASETS["cityscapes_coarse"](tmp_path, "val")
 
 
 def test_coarse_without_train_extra_names_the_download(tmp_path):

@@ -1,16 +1,16 @@
-"""Strategy 1: the coarse share per epoch falls linearly from all to none."""
+"""Strategy 1: the coarse share per epoch falls linearly from all to none, by the run's last epoch or
+by data.coarse_decay_epochs (the study's 360 of 400)."""
 import csv
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
+from segrun import build
 from segrun.build import load_spec
 from segrun.cli import main
-from segrun.data.sampling import (
-    CoarseDecaySampler,
-    coarse_count,
-    epoch_indices,
-    optimizer_steps,
-)
+from segrun.data.datamodule import ensure_dataset
+from segrun.data.sampling import CoarseDecaySampler, coarse_count, coarse_share, epoch_indices, optimizer_steps
 from segrun.spec import SpecError
 
 
@@ -40,6 +40,43 @@ def test_under_ddp_each_process_takes_an_equal_share_of_the_epoch():
     shares = [list(CoarseDecaySampler(fine, coarse, 0, 3, seed=2, world_size=2, rank=rank)) for rank in (0, 1)]
     assert len(shares[0]) == len(shares[1]) == 6 and not set(shares[0]) & set(shares[1])
     assert shares[0] + shares[1] == epoch_indices(fine, coarse, 0, 3, seed=2)[:12]
+
+
+def test_the_decay_horizon_gives_the_study_s_share_exactly():
+    # The study's policy: START_PORTION * np.maximum(1 - current_epoch / (MAX_COARSE_EPOCH - 1), 0), with
+    # START_PORTION 1.0 and MAX_COARSE_EPOCH 360, over 400 epochs; it draws int(share * 19,997) coarse images.
+    for epoch in range(400):
+        study_share = 1.0 * np.maximum(1 - epoch / (360 - 1), 0)
+        assert coarse_share(epoch, 360) == study_share
+        assert abs(coarse_count(epoch, 360, 19_997) - int(study_share * 19_997)) <= 1
+    assert coarse_count(358, 360, 19_997) > 0 and coarse_count(359, 360, 19_997) == 0
+    fine, coarse = list(range(10)), list(range(10, 30))
+    sampler = CoarseDecaySampler(fine, coarse, 0, 6, seed=0, decay_epochs=3)
+    assert sampler.epoch_lengths() == [30, 20, 10, 10, 10, 10]  # none from epoch 2 on, while the run goes on
+    assert CoarseDecaySampler(fine, coarse, 0, 5, seed=0).epoch_lengths() == [30, 25, 20, 15, 10]  # default: the run's
+
+
+def test_the_decay_horizon_reaches_the_sampler_from_the_spec(tiny_spec):
+    loaded = load_spec(tiny_spec(dataset="cityscapes_fine_coarse", train_images=2, val_images=1, epochs=400),
+                       ['data.coarse_schedule="linear_decay"', "data.coarse_decay_epochs=360"])
+    assert loaded.data.coarse_decay_epochs == 360
+    ensure_dataset(loaded.data, progress=False)
+    datamodule = build.datamodule(loaded)
+    datamodule.trainer = SimpleNamespace(current_epoch=0, max_epochs=400)
+    datamodule.setup("fit")
+    sampler = datamodule._train_sampler()
+    assert (sampler.epochs, sampler.decay_epochs) == (400, 360) and len(sampler) == 4
+    assert datamodule.total_train_steps(1) == optimizer_steps(
+        [2 + coarse_count(epoch, 360, 2) for epoch in range(400)], loaded.data.batch_size, 1)
+
+
+@pytest.mark.parametrize("overrides, problem", [
+    (["data.coarse_decay_epochs=360"], r'coarse_decay_epochs: only data\.coarse_schedule = "linear_decay" decays'),
+    (['data.coarse_schedule="linear_decay"', "data.coarse_decay_epochs=1"], r"coarse_decay_epochs: expected a number >= 2"),
+])
+def test_the_decay_horizon_is_checked(tiny_spec, overrides, problem):
+    with pytest.raises(SpecError, match=problem):
+        load_spec(tiny_spec(dataset="cityscapes_fine_coarse"), overrides)
 
 
 def test_the_schedule_needs_a_dataset_that_mixes_fine_and_coarse(tiny_spec):

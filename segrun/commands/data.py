@@ -9,9 +9,13 @@ from segrun.commands.arguments import add_spec
 
 def _synth_arguments(parser: argparse.ArgumentParser) -> None:
     from segrun.data import DOWNLOAD_NAMES
+    from segrun.data.downloads import LAYOUT_NAMES
 
     parser.add_argument("dataset", choices=list(DOWNLOAD_NAMES))
     parser.add_argument("root", type=Path)
+    parser.add_argument("--layout", choices=LAYOUT_NAMES, default="flat",
+                        help="flat: every download unpacked into ROOT (default); study: each download in a folder "
+                             "named after it, as the study's README lays them out")
     parser.add_argument("--train-images", type=int, default=80)
     parser.add_argument("--val-images", type=int, default=20)
     parser.add_argument("--height", type=int, default=128)
@@ -23,8 +27,10 @@ def _synth(args: argparse.Namespace) -> None:
     from segrun.data import DOWNLOAD_NAMES
 
     dataset = DOWNLOAD_NAMES[args.dataset]
-    written = dataset.synthesize(args.root, args.train_images, args.val_images, args.height, args.width, args.seed)
-    print(f"{args.root}: wrote {written} synthetic scenes; next: {dataset.prepare_command} {args.root}")
+    written = dataset.synthesize(args.root, args.train_images, args.val_images, args.height, args.width, args.seed,
+                                 layout=args.layout)
+    print(f"{args.root}: wrote {written} synthetic scenes in the {args.layout} layout; next: {dataset.prepare_command} "
+          f"{args.root}")
 
 
 def _prepare_arguments(parser: argparse.ArgumentParser) -> None:
@@ -104,15 +110,19 @@ DATA = Command(
         "synth": Command(
             help="write a synthetic dataset in a published layout",
             description="Write synthetic data in a download's exact layout: cityscapes (fine labelIds), "
-                        "cityscapes-coarse (fine plus train_extra with gtCoarse), pascal-context (VOC2010 devkit and "
-                        "trainval/*.mat). Run `segrun data prepare` next. Existing files are kept.",
+                        "cityscapes-coarse (fine plus train_extra with gtCoarse, and the download's one broken "
+                        "image), pascal-context (VOC2010 devkit and trainval/*.mat); --layout study arranges the "
+                        "downloads as the study's README does. Run `segrun data prepare` next. Existing files are "
+                        "kept.",
             arguments=_synth_arguments, handler=_synth),
         "prepare": Command(
             help="convert a downloaded dataset into what training reads",
-            description="cityscapes: write *_labelTrainIds.png beside each gtFine and gtCoarse *_labelIds.png "
-                        "(official labelId -> trainId table). pascal-context: write Images/{train,val}/*.jpg and "
-                        "Annotations/{train,val}/*.png with the 60 classes. Idempotent; safe to interrupt; the "
-                        "downloads are only read.",
+            description="Finds the flat or the study's layout by itself. cityscapes: write *_labelTrainIds.png "
+                        "beside each gtFine train/val and gtCoarse train_extra *_labelIds.png (official labelId -> "
+                        "trainId table); a label file that cannot be read is named and skipped. pascal-context: "
+                        "write Images/{train,val}/*.jpg and Annotations/{train,val}/*.png with the 60 classes (into "
+                        "VOC2010_Context/ in the study's layout). Idempotent; safe to interrupt; the downloads are "
+                        "only read.",
             arguments=_prepare_arguments, handler=_prepare),
         "weights": Command(
             help="per-class loss weights from the training labels",

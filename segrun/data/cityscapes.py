@@ -1,10 +1,12 @@
 """Cityscapes as published: leftImg8bit/<split>/<city>/*_leftImg8bit.png images with
 gtFine/<split>/<city>/*_gtFine_labelIds.png (fine) or gtCoarse/<split>/<city>/*_gtCoarse_labelIds.png
-(coarse) labels, and the preparation step that writes the *_labelTrainIds.png files training reads.
+(coarse) labels, in either layout of segrun.data.downloads, and the preparation step that writes
+the *_labelTrainIds.png files training reads.
 
-Three datasets share the layout: `cityscapes` (fine train), `cityscapes_coarse` (coarse train_extra
-and coarse train) and `cityscapes_fine_coarse` (fine train plus coarse train_extra), all validated
-on the fine val split (coarse annotations have none).
+Three datasets share the layout: `cityscapes` (fine train), `cityscapes_coarse` (coarse train_extra,
+the study's coarse set) and `cityscapes_fine_coarse` (fine train plus coarse train_extra), all
+validated on the fine val split (coarse annotations have none). The coarse labels of the fine train
+images (gtCoarse/train) are not used, as in the study.
 """
 from pathlib import Path
 
@@ -12,29 +14,44 @@ from tqdm import tqdm
 
 from segrun.data import synthetic_cityscapes
 from segrun.data.cityscapes_labels import LABEL_ID_TO_TRAIN_ID, PALETTE, TRAIN_CLASS_NAMES
+from segrun.data.downloads import (
+    BROKEN_IN_DOWNLOAD,
+    CITYSCAPES,
+    Layout,
+    cityscapes_archive,
+    cityscapes_folder,
+    find_layout,
+)
 from segrun.data.image_io import read_label, write_image
 from segrun.data.labelled_images import LabelledImages
 from segrun.errors import DatasetError
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
-DOWNLOADS = {
-    "train": "leftImg8bit_trainvaltest.zip", "val": "leftImg8bit_trainvaltest.zip",
-    "train_extra": "leftImg8bit_trainextra.zip", "gtFine": "gtFine_trainvaltest.zip", "gtCoarse": "gtCoarse.zip",
-}
+
+# (image split, annotation) sources the datasets read
+FINE_TRAIN, FINE_VAL, COARSE_TRAIN_EXTRA = ("train", "gtFine"), ("val", "gtFine"), ("train_extra", "gtCoarse")
+PREPARED = (FINE_TRAIN, FINE_VAL, COARSE_TRAIN_EXTRA)  # every source some dataset reads, so every one prepared
 
 
-def label_path(root: Path, split: str, image: Path, annotation: str = "gtFine", kind: str = "labelTrainIds") -> Path:
-    stem = image.name[: -len(IMAGE_SUFFIX)]
-    return root / annotation / split / image.parent.name / f"{stem}_{annotation}_{kind}.png"
+def scene_name(image: Path) -> str:
+    """<city>_<seq>_<frame> of an image file."""
+    return image.name[: -len(IMAGE_SUFFIX)]
 
 
-def list_images(root: Path, split: str) -> list[Path]:
-    image_dir = root / "leftImg8bit" / split
+def label_path(root: Path, layout: Layout, split: str, image: Path, annotation: str = "gtFine",
+               kind: str = "labelTrainIds") -> Path:
+    folder = cityscapes_folder(root, layout, annotation, split) / image.parent.name
+    return folder / f"{scene_name(image)}_{annotation}_{kind}.png"
+
+
+def list_images(root: Path, layout: Layout, split: str) -> list[Path]:
+    image_dir = cityscapes_folder(root, layout, "leftImg8bit", split)
     if not image_dir.is_dir():
+        archive = cityscapes_archive("leftImg8bit", split)
         synthetic = "cityscapes-coarse" if split == "train_extra" else "cityscapes"
-        raise DatasetError(f"{image_dir}: no such folder; unpack {DOWNLOADS[split]} (cityscapes-dataset.com) into {root}, "
-                           f"then run: segrun data prepare cityscapes {root} (or make synthetic data: segrun data synth "
-                           f"{synthetic} {root})")
+        raise DatasetError(f"{image_dir}: no such folder; unpack {archive}.zip (cityscapes-dataset.com) into "
+                           f"{layout.folder(root, archive).parent}, then run: segrun data prepare cityscapes {root} "
+                           f"(or make synthetic data: segrun data synth {synthetic} {root})")
     images = sorted(image_dir.glob(f"*/*{IMAGE_SUFFIX}"))
     if not images:
         raise DatasetError(f"{image_dir}: no <city>/*{IMAGE_SUFFIX} images in it")
@@ -42,15 +59,20 @@ def list_images(root: Path, split: str) -> list[Path]:
 
 
 def prepare(root: Path, progress: bool = True) -> int:
-    """Write *_labelTrainIds.png beside every *_gtFine_labelIds.png and *_gtCoarse_labelIds.png that
-    lacks one, using the official labelId -> trainId table (void becomes 255). Returns how many
-    were written; existing files are kept, and each file is written under a temporary name then
-    renamed, so the step can be interrupted and run again. The downloads are only read."""
+    """Write *_labelTrainIds.png beside every *_labelIds.png the datasets read (fine train and val,
+    coarse train_extra) that lacks one, using the official labelId -> trainId table (void becomes
+    255). A label file that cannot be read is reported by name and skipped. Returns how many were
+    written; existing files are kept, and each file is written under a temporary name then renamed,
+    so the step can be interrupted and run again. The downloads are only read."""
     root = Path(root)
-    annotations = [root / name for name in ("gtFine", "gtCoarse") if (root / name).is_dir()]
-    if not annotations:
-        raise DatasetError(f"{root / 'gtFine'}: no such folder; it comes from {DOWNLOADS['gtFine']} on cityscapes-dataset.com")
-    sources = sorted(source for folder in annotations for source in folder.glob(f"*/*/*_{folder.name}_labelIds.png"))
+    layout = find_layout(root, CITYSCAPES)
+    annotations = list(dict.fromkeys(layout.folder(root, cityscapes_archive(annotation, split))
+                                     for split, annotation in PREPARED))  # gtFine's folder first
+    if not any(folder.is_dir() for folder in annotations):
+        raise DatasetError(f"{annotations[0]}: no such folder; it comes from gtFine_trainvaltest.zip on "
+                           "cityscapes-dataset.com")
+    sources = sorted(source for split, annotation in PREPARED for source in
+                     cityscapes_folder(root, layout, annotation, split).glob(f"*/*_{annotation}_labelIds.png"))
     if not sources:
         raise DatasetError(f"{annotations[0]}: no <split>/<city>/*_labelIds.png files in it")
     written = 0
@@ -58,14 +80,29 @@ def prepare(root: Path, progress: bool = True) -> int:
         target = source.with_name(source.name.replace("_labelIds.png", "_labelTrainIds.png"))
         if target.exists():
             continue
-        write_image(target, LABEL_ID_TO_TRAIN_ID[read_label(source)])
+        try:
+            label_ids = read_label(source)
+        except OSError as error:
+            tqdm.write(f"{error}, skipped")
+            continue
+        write_image(target, LABEL_ID_TO_TRAIN_ID[label_ids])
         written += 1
     return written
 
 
+def unreadable(path: Path) -> bool:
+    """Whether the file is there but cannot be read as a label image."""
+    try:
+        read_label(path)
+    except OSError:
+        return path.exists()
+    return False
+
+
 class CityscapesLayout(LabelledImages):
     """19 training classes, ignore 255. SOURCES maps a split to the (image split, annotation)
-    pairs it reads."""
+    pairs it reads. Left out, each named in `left_out` with the reason: the pairs of
+    BROKEN_IN_DOWNLOAD, and coarse pairs whose label cannot be read (preparation skips those)."""
 
     num_classes = len(TRAIN_CLASS_NAMES)
     class_names = TRAIN_CLASS_NAMES
@@ -84,41 +121,55 @@ class CityscapesLayout(LabelledImages):
         self.root = Path(root)
         self.split = split
         self.transform = transform
-        self.images, self.labels, self.annotations = [], [], []
+        self.layout = find_layout(self.root, CITYSCAPES)
+        self.images, self.labels, self.annotations, self.left_out = [], [], [], []
         for image_split, annotation in self.SOURCES[split]:
-            images = list_images(self.root, image_split)
-            labels = [label_path(self.root, image_split, image, annotation) for image in images]
-            missing = [label for label in labels if not label.exists()]
-            if missing:
-                raise DatasetError(f"{missing[0]}: missing ({len(missing)} of {len(labels)} {image_split} {annotation} "
-                                   f"labels); run: {self.prepare_command} {self.root}")
+            images, labels = self._pairs(image_split, annotation)
             self.images += images
             self.labels += labels
             self.annotations += [annotation] * len(images)
 
-
-FINE_VAL = (("val", "gtFine"),)
+    def _pairs(self, image_split: str, annotation: str) -> tuple[list[Path], list[Path]]:
+        """(images, prepared labels) of one source, less the pairs it leaves out (named in left_out)."""
+        pairs = []
+        for image in list_images(self.root, self.layout, image_split):
+            if scene_name(image) in BROKEN_IN_DOWNLOAD:
+                self.left_out.append(f"{scene_name(image)} ({BROKEN_IN_DOWNLOAD[scene_name(image)]})")
+            else:
+                pairs.append((image, label_path(self.root, self.layout, image_split, image, annotation)))
+        missing = [(image, label) for image, label in pairs if not label.exists()]
+        for image, label in missing:
+            source = label_path(self.root, self.layout, image_split, image, annotation, "labelIds")
+            # Fine labels are never left out: the fine sets are what results are compared on.
+            if annotation != "gtCoarse" or not unreadable(source):
+                raise DatasetError(f"{label}: missing ({len(missing)} of {len(pairs)} {image_split} {annotation} "
+                                   f"labels); run: {self.prepare_command} {self.root}")
+            self.left_out.append(f"{scene_name(image)} (its label {source.name} cannot be read)")
+        unprepared = {label for _, label in missing}
+        kept = [(image, label) for image, label in pairs if label not in unprepared]
+        return [image for image, _ in kept], [label for _, label in kept]
 
 
 class Cityscapes(CityscapesLayout):
     """Fine annotations: 2,975 train and 500 val images in the official release."""
 
-    SOURCES = {"train": (("train", "gtFine"),), "val": FINE_VAL}
+    SOURCES = {"train": (FINE_TRAIN,), "val": (FINE_VAL,)}
     synthesize = staticmethod(synthetic_cityscapes.synthesize)
 
 
 class CityscapesCoarse(CityscapesLayout):
-    """Coarse annotations: the 19,998 train_extra images and the 2,975 train images, fine val."""
+    """The study's coarse set: the coarse labels of train_extra, 19,997 images (the 19,998 of the
+    release less BROKEN_IN_DOWNLOAD), fine val."""
 
-    SOURCES = {"train": (("train_extra", "gtCoarse"), ("train", "gtCoarse")), "val": FINE_VAL}
+    SOURCES = {"train": (COARSE_TRAIN_EXTRA,), "val": (FINE_VAL,)}
     synthesize = staticmethod(synthetic_cityscapes.synthesize_with_coarse)
 
 
 class CityscapesFineCoarse(CityscapesLayout):
-    """Fine train plus coarse train_extra as one training set, fine val. With
+    """Fine train plus the coarse set as one training set (22,972 images), fine val. With
     data.coarse_schedule = "linear_decay", the coarse share per epoch falls linearly to none."""
 
     mixes_coarse = True
 
-    SOURCES = {"train": (("train", "gtFine"), ("train_extra", "gtCoarse")), "val": FINE_VAL}
+    SOURCES = {"train": (FINE_TRAIN, COARSE_TRAIN_EXTRA), "val": (FINE_VAL,)}
     synthesize = staticmethod(synthetic_cityscapes.synthesize_with_coarse)

@@ -97,7 +97,7 @@ class SegmentationDataModule(pl.LightningDataModule):
             fine, coarse = self.train_set.indices_by_annotation()
             world, rank = world_and_rank()
             return CoarseDecaySampler(fine, coarse, self.trainer.current_epoch, self.trainer.max_epochs, self.seed,
-                                      world, rank)
+                                      world, rank, decay_epochs=self.data.coarse_decay_epochs)
         if distributed():
             return DistributedSampler(self.train_set, shuffle=True, seed=self.seed, drop_last=True)
         return RandomSampler(self.train_set)

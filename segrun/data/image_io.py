@@ -18,7 +18,9 @@ def read_rgb(path: Path) -> np.ndarray:
 def read_label(path: Path) -> np.ndarray:
     """uint8 [H, W] label map, values as stored."""
     label = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if label is None or label.ndim != 2:
+    if label is None:
+        raise OSError(f"{path}: not a readable image")
+    if label.ndim != 2:
         raise OSError(f"{path}: not a single-channel label image")
     return label
 

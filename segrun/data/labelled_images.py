@@ -1,8 +1,11 @@
 """What every dataset shares: image files paired with label files, read and transformed."""
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from segrun.data.downloads import Layout
 from segrun.data.image_io import read_label, read_rgb
 
 
@@ -14,6 +17,8 @@ class LabelledImages(Dataset):
     ignore_index = 255
     images: list
     labels: list
+    layout: Layout  # where the files were found (segrun.data.downloads)
+    left_out: Sequence[str] = ()  # pairs of the download this dataset leaves out: "<name> (<why>)"
 
     def __len__(self) -> int:
         return len(self.images)

@@ -1,12 +1,14 @@
 """PASCAL Context: preparation from the downloads, and the 60- and 59-class datasets.
 
-Downloads, unpacked under ROOT:
-- ROOT/VOCdevkit/VOC2010/ (VOCtrainval_03-May-2010.tar): JPEGImages/<id>.jpg and
+Downloads, unpacked under ROOT in either layout of segrun.data.downloads:
+- VOCtrainval_03-May-2010.tar: ROOT/VOCdevkit/VOC2010/ (flat) or
+  ROOT/VOCtrainval_03-May-2010/VOCdevkit/VOC2010/ (study), with JPEGImages/<id>.jpg and
   ImageSets/Main/{train,val}.txt;
-- ROOT/trainval/<id>.mat (trainval.tar.gz from the PASCAL-Context page): `LabelMap`, ids of the
-  459-label space.
-`segrun data prepare pascal-context ROOT` writes ROOT/Images/{train,val}/<id>.jpg and
-ROOT/Annotations/{train,val}/<id>.png with the 60 classes (every other id becomes background 0).
+- trainval.tar.gz from the PASCAL-Context page: ROOT/trainval/<id>.mat (flat) or
+  ROOT/trainval/trainval/<id>.mat (study), `LabelMap`, ids of the 459-label space.
+`segrun data prepare pascal-context ROOT` writes Images/{train,val}/<id>.jpg and
+Annotations/{train,val}/<id>.png with the 60 classes (every other id becomes background 0) into
+ROOT (flat) or ROOT/VOC2010_Context (study, where the study's own preparation writes the same files).
 The 59-class variant is made at load time: background becomes 255, the rest shift down by one.
 """
 from pathlib import Path
@@ -17,6 +19,7 @@ from tqdm import tqdm
 
 from segrun.atomic_write import write_atomically
 from segrun.data import synthetic_pascal_context
+from segrun.data.downloads import PASCAL_CONTEXT, find_layout
 from segrun.data.image_io import write_image
 from segrun.data.labelled_images import LabelledImages
 from segrun.data.pascal_context_labels import CLASS_NAMES_59, CLASS_NAMES_60, FULL_TO_60, context60_to_59, voc_palette
@@ -52,15 +55,16 @@ def prepare(root: Path, progress: bool = True) -> int:
     written are kept, each is written under a temporary name then renamed, and the downloads are
     only read. Returns how many images were written."""
     root = Path(root)
-    devkit, mats = root / "VOCdevkit" / "VOC2010", root / "trainval"
+    layout = find_layout(root, PASCAL_CONTEXT)
+    devkit, mats = layout.folder(root, "VOCtrainval_03-May-2010"), layout.folder(root, "trainval")
     for folder, download in ((devkit / "JPEGImages", DEVKIT_DOWNLOAD), (mats, CONTEXT_DOWNLOAD)):
         if not folder.is_dir():
             raise DatasetError(f"{folder}: no such folder; it comes from {download}")
     jobs = [(split, image_id) for split in SPLITS for image_id in _split_ids(devkit, split)]
     written = 0
     for split, image_id in tqdm(jobs, desc=f"preparing {root}", disable=not progress, unit="image"):
-        image_out = root / "Images" / split / f"{image_id}.jpg"
-        label_out = root / "Annotations" / split / f"{image_id}.png"
+        image_out = layout.folder(root, "Images") / split / f"{image_id}.jpg"
+        label_out = layout.folder(root, "Annotations") / split / f"{image_id}.png"
         if image_out.exists() and label_out.exists():
             continue
         image_in, mat_in = devkit / "JPEGImages" / f"{image_id}.jpg", mats / f"{image_id}.mat"
@@ -87,7 +91,9 @@ class PascalContext60(LabelledImages):
         self.root = Path(root)
         self.split = split
         self.transform = transform
-        image_dir, label_dir = self.root / "Images" / split, self.root / "Annotations" / split
+        self.layout = find_layout(self.root, PASCAL_CONTEXT)
+        image_dir = self.layout.folder(self.root, "Images") / split
+        label_dir = self.layout.folder(self.root, "Annotations") / split
         if not label_dir.is_dir():
             raise DatasetError(f"{label_dir}: no such folder; run: {self.prepare_command} {self.root}")
         self.labels = sorted(label_dir.glob("*.png"))

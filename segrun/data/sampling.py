@@ -1,5 +1,6 @@
 """The study's strategy 1 for coarse data: one run on fine + coarse in which the share of coarse
-samples per epoch falls linearly, from all of them in the first epoch to none in the last.
+samples per epoch falls linearly, from all of them in the first epoch to none at the end of the
+decay (data.coarse_decay_epochs; the run's last epoch by default, the study's 360 of 400).
 `CoarseDecaySampler` is the schedule: it draws each epoch's samples and knows every epoch's
 length, so the run's optimizer steps are counted from it."""
 import math
@@ -15,18 +16,27 @@ def epochs_vary_in_length(coarse_schedule: str) -> bool:
     return coarse_schedule == "linear_decay"
 
 
-def coarse_count(epoch: int, epochs: int, total: int) -> int:
-    """Coarse samples used in `epoch` (0-based) of `epochs`: total, falling linearly to 0."""
-    if epochs <= 1:
-        return total
-    return round(total * (1 - min(epoch, epochs - 1) / (epochs - 1)))
+def coarse_share(epoch: int, decay_epochs: int) -> float:
+    """Share of the coarse samples used in `epoch` (0-based): max(1 - epoch / (decay_epochs - 1), 0),
+    the study's policy (its MAX_COARSE_EPOCH is decay_epochs): 1 in the first epoch, 0 from epoch
+    decay_epochs - 1 on. A decay over one epoch keeps every coarse sample."""
+    if decay_epochs <= 1:
+        return 1.0
+    return max(1 - epoch / (decay_epochs - 1), 0)
 
 
-def epoch_indices(fine: list[int], coarse: list[int], epoch: int, epochs: int, seed: int) -> list[int]:
+def coarse_count(epoch: int, decay_epochs: int, total: int) -> int:
+    """Coarse samples used in `epoch` of a decay over `decay_epochs`: the share of `total`, rounded
+    (the study truncates; the two differ by at most one sample)."""
+    return round(total * coarse_share(epoch, decay_epochs))
+
+
+def epoch_indices(fine: list[int], coarse: list[int], epoch: int, decay_epochs: int, seed: int) -> list[int]:
     """Every fine index plus a random subset of the coarse ones (coarse_count of them), shuffled;
     the same for the same (seed, epoch), so a resumed run sees the epochs it would have seen."""
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    chosen = [coarse[i] for i in torch.randperm(len(coarse), generator=generator)[: coarse_count(epoch, epochs, len(coarse))]]
+    count = coarse_count(epoch, decay_epochs, len(coarse))
+    chosen = [coarse[i] for i in torch.randperm(len(coarse), generator=generator)[:count]]
     indices = fine + chosen
     return [indices[i] for i in torch.randperm(len(indices), generator=generator)]
 
@@ -38,19 +48,20 @@ def optimizer_steps(epoch_lengths: Iterable[int], batch_size: int, accumulate: i
 
 
 class CoarseDecaySampler(Sampler[int]):
-    """Epoch `epoch` of the schedule: every fine index plus coarse_count coarse ones, shuffled
-    (epoch_indices), and under DDP this process's equal share of them. The loader is rebuilt with
-    a new sampler each epoch, since its length changes."""
+    """Epoch `epoch` of a run of `epochs`: every fine index plus coarse_count coarse ones for a decay
+    over `decay_epochs` (default: `epochs`), shuffled (epoch_indices), and under DDP this process's
+    equal share of them. The loader is rebuilt with a new sampler each epoch, since its length changes."""
 
     def __init__(self, fine: list[int], coarse: list[int], epoch: int, epochs: int, seed: int,
-                 world_size: int = 1, rank: int = 0):
+                 world_size: int = 1, rank: int = 0, decay_epochs: int | None = None):
         self.fine, self.coarse = fine, coarse
         self.epoch, self.epochs, self.seed = epoch, epochs, seed
+        self.decay_epochs = epochs if decay_epochs is None else decay_epochs
         self.world_size, self.rank = world_size, rank
 
     def epoch_length(self, epoch: int) -> int:
         """Samples this process sees in `epoch`."""
-        return (len(self.fine) + coarse_count(epoch, self.epochs, len(self.coarse))) // self.world_size
+        return (len(self.fine) + coarse_count(epoch, self.decay_epochs, len(self.coarse))) // self.world_size
 
     def epoch_lengths(self) -> list[int]:
         return [self.epoch_length(epoch) for epoch in range(self.epochs)]
@@ -59,6 +70,6 @@ class CoarseDecaySampler(Sampler[int]):
         return self.epoch_length(self.epoch)
 
     def __iter__(self) -> Iterator[int]:
-        indices = epoch_indices(self.fine, self.coarse, self.epoch, self.epochs, self.seed)
+        indices = epoch_indices(self.fine, self.coarse, self.epoch, self.decay_epochs, self.seed)
         share = len(self)
         return iter(indices[self.rank * share:(self.rank + 1) * share])

@@ -1,4 +1,5 @@
-"""Synthetic street scenes written in the exact Cityscapes layout and file names.
+"""Synthetic street scenes written with the exact Cityscapes file names, in either layout of
+segrun.data.downloads (flat, or the study's).
 
 Each scene is drawn from its own seed: sky, buildings with windows, trees, a road in
 perspective with lane marks, sidewalks with tiles, cars and people at depth-consistent sizes,
@@ -12,7 +13,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from segrun.atomic_write import write_atomically
 from segrun.data.cityscapes_labels import LABEL_ID
+from segrun.data.downloads import BROKEN_IN_DOWNLOAD, CITYSCAPES, Layout, cityscapes_folder
 from segrun.data.image_io import write_image
 
 CITIES = {"train": ("aachen", "bochum", "bremen"), "val": ("frankfurt", "lindau"),
@@ -20,13 +23,19 @@ CITIES = {"train": ("aachen", "bochum", "bremen"), "val": ("frankfurt", "lindau"
 SPLIT_SEEDS = {"train": 0, "val": 1, "train_extra": 2}
 
 
-def scene_paths(root: Path, split: str, index: int, annotation: str = "gtFine") -> tuple[Path, Path]:
+def file_paths(root: Path, layout: Layout, split: str, name: str, annotation: str) -> tuple[Path, Path]:
+    """(image, labelIds) paths of the scene `name` (<city>_<seq>_<frame>) of `split` in `layout`."""
+    city = name.split("_")[0]
+    return (cityscapes_folder(root, layout, "leftImg8bit", split) / city / f"{name}_leftImg8bit.png",
+            cityscapes_folder(root, layout, annotation, split) / city / f"{name}_{annotation}_labelIds.png")
+
+
+def scene_paths(root: Path, split: str, index: int, annotation: str = "gtFine",
+                layout: Layout = CITYSCAPES["flat"]) -> tuple[Path, Path]:
     """(image, labelIds) paths of synthetic scene `index` of `split`, named as Cityscapes names them."""
     cities = CITIES[split]
-    city = cities[index % len(cities)]
-    stem = f"{city}_{index // len(cities):06d}_{19:06d}"
-    return (root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png",
-            root / annotation / split / city / f"{stem}_{annotation}_labelIds.png")
+    name = f"{cities[index % len(cities)]}_{index // len(cities):06d}_{19:06d}"
+    return file_paths(root, layout, split, name, annotation)
 
 
 class _Canvas:
@@ -186,7 +195,8 @@ def render_scene(height: int, width: int, seed: int) -> tuple[np.ndarray, np.nda
     return np.clip(image, 0, 255).astype(np.uint8), canvas.label
 
 
-def _scene_seed(seed: int, split: str, index: int) -> int:
+def scene_seed(seed: int, split: str, index: int) -> int:
+    """The seed scene `index` of `split` is drawn from, in a dataset generated with `seed`."""
     return int(np.random.SeedSequence([seed, SPLIT_SEEDS[split], index]).generate_state(1)[0])
 
 
@@ -202,18 +212,18 @@ def coarsen(label: np.ndarray, margin: int = 4) -> np.ndarray:
 
 
 def synthesize(root: Path, train_images: int = 80, val_images: int = 20, height: int = 128, width: int = 256,
-               seed: int = 0, progress: bool = True) -> int:
-    """Write the fine train and val scenes that are not there yet; returns how many were written.
-    Each scene's content depends only on (seed, split, index), so an interrupted run resumes to
-    the same data."""
-    root = Path(root)
+               seed: int = 0, progress: bool = True, layout: str = "flat") -> int:
+    """Write the fine train and val scenes that are not there yet, in the named layout of
+    segrun.data.downloads; returns how many were written. Each scene's content depends only on
+    (seed, split, index), so an interrupted run resumes to the same data."""
+    root, folders = Path(root), CITYSCAPES[layout]
     jobs = [("train", i) for i in range(train_images)] + [("val", i) for i in range(val_images)]
     written = 0
     for split, index in tqdm(jobs, desc=f"synthesising {root}", disable=not progress, unit="image"):
-        image_path, label_path = scene_paths(root, split, index)
+        image_path, label_path = scene_paths(root, split, index, layout=folders)
         if image_path.exists() and label_path.exists():
             continue
-        image, label = render_scene(height, width, _scene_seed(seed, split, index))
+        image, label = render_scene(height, width, scene_seed(seed, split, index))
         write_image(label_path, label)
         write_image(image_path, image)
         written += 1
@@ -221,22 +231,25 @@ def synthesize(root: Path, train_images: int = 80, val_images: int = 20, height:
 
 
 def synthesize_with_coarse(root: Path, train_images: int = 80, val_images: int = 20, height: int = 128,
-                           width: int = 256, seed: int = 0, progress: bool = True) -> int:
-    """The fine dataset plus the coarse download: `train_images` more scenes in
-    leftImg8bit/train_extra with only gtCoarse labels, and gtCoarse labels for the fine train
-    scenes too (as the official gtCoarse/train)."""
-    root = Path(root)
-    written = synthesize(root, train_images, val_images, height, width, seed, progress)
+                           width: int = 256, seed: int = 0, progress: bool = True, layout: str = "flat") -> int:
+    """The fine dataset plus the coarse download as the study uses it: `train_images` more scenes in
+    leftImg8bit/train_extra with gtCoarse labels, and, as in the real download, the image of
+    BROKEN_IN_DOWNLOAD truncated (its coarse label is whole), which the coarse datasets leave out.
+    The coarse labels of the fine train scenes (gtCoarse/train), which no dataset reads, are not written."""
+    root, folders = Path(root), CITYSCAPES[layout]
+    written = synthesize(root, train_images, val_images, height, width, seed, progress, layout)
     for index in tqdm(range(train_images), desc=f"synthesising coarse {root}", disable=not progress, unit="image"):
-        image_path, coarse_path = scene_paths(root, "train_extra", index, "gtCoarse")
+        image_path, coarse_path = scene_paths(root, "train_extra", index, "gtCoarse", folders)
         if not (image_path.exists() and coarse_path.exists()):
-            image, label = render_scene(height, width, _scene_seed(seed, "train_extra", index))
+            image, label = render_scene(height, width, scene_seed(seed, "train_extra", index))
             write_image(coarse_path, coarsen(label))
             write_image(image_path, image)
             written += 1
-        _, fine_path = scene_paths(root, "train", index)
-        _, coarse_of_fine = scene_paths(root, "train", index, "gtCoarse")
-        if not coarse_of_fine.exists():
-            write_image(coarse_of_fine, coarsen(cv2.imread(str(fine_path), cv2.IMREAD_UNCHANGED)))
+    for name in BROKEN_IN_DOWNLOAD:
+        image_path, coarse_path = file_paths(root, folders, "train_extra", name, "gtCoarse")
+        if not (image_path.exists() and coarse_path.exists()):
+            write_image(coarse_path, np.zeros((height, width), np.uint8))  # all void
+            encoded = cv2.imencode(".png", np.zeros((height, width, 3), np.uint8))[1].tobytes()
+            write_atomically(image_path, encoded[: len(encoded) // 2])
             written += 1
     return written

@@ -14,6 +14,7 @@ import scipy.io
 from tqdm import tqdm
 
 from segrun.atomic_write import write_atomically
+from segrun.data.downloads import PASCAL_CONTEXT
 from segrun.data.image_io import write_image
 from segrun.data.pascal_context_labels import CLASS_IDS
 
@@ -55,16 +56,17 @@ def render_scene(height: int, width: int, seed: int) -> tuple[np.ndarray, np.nda
 
 
 def synthesize(root: Path, train_images: int = 80, val_images: int = 20, height: int = 128, width: int = 160,
-               seed: int = 0, progress: bool = True) -> int:
-    """Write the downloads' layout under root: VOCdevkit/VOC2010/{JPEGImages,ImageSets/Main} and
-    trainval/*.mat. Files already there are kept; each scene depends only on (seed, split, index)."""
-    root = Path(root)
-    devkit = root / "VOCdevkit" / "VOC2010"
+               seed: int = 0, progress: bool = True, layout: str = "flat") -> int:
+    """Write the downloads under root in the named layout of segrun.data.downloads: the devkit's
+    VOC2010/{JPEGImages,ImageSets/Main} and the trainval/*.mat label maps. Files already there are
+    kept; each scene depends only on (seed, split, index)."""
+    root, folders = Path(root), PASCAL_CONTEXT[layout]
+    devkit, mats = folders.folder(root, "VOCtrainval_03-May-2010"), folders.folder(root, "trainval")
     written = 0
     for split, count in (("train", train_images), ("val", val_images)):
         ids = [f"{SPLIT_YEARS[split]}_{index:06d}" for index in range(count)]
         for index, image_id in enumerate(tqdm(ids, desc=f"synthesising {root} {split}", disable=not progress, unit="image")):
-            image_path, mat_path = devkit / "JPEGImages" / f"{image_id}.jpg", root / "trainval" / f"{image_id}.mat"
+            image_path, mat_path = devkit / "JPEGImages" / f"{image_id}.jpg", mats / f"{image_id}.mat"
             if image_path.exists() and mat_path.exists():
                 continue
             scene_seed = int(np.random.SeedSequence([seed, SPLIT_YEARS[split], index]).generate_state(1)[0])

@@ -111,6 +111,9 @@ class DataSpec:
     # "linear_decay": every epoch has all fine samples plus a random share of the coarse ones that
     # falls linearly from all (first epoch) to none (last); for datasets mixing both (cityscapes_fine_coarse)
     coarse_schedule: Literal["all", "linear_decay"] = "all"
+    # linear_decay only: the share is max(1 - epoch / (coarse_decay_epochs - 1), 0), none from epoch
+    # coarse_decay_epochs - 1 on (the study: 360 of 400 epochs); unset: trainer.epochs
+    coarse_decay_epochs: int | None = field(default=None, validator=at_least(2))
 
 
 @frozen
