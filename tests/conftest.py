@@ -1,5 +1,7 @@
 from pathlib import Path
 
+import contextlib
+
 import pytest
 
 REFERENCE = Path(__file__).resolve().parent / "reference"  # copied in; see its README
@@ -101,3 +103,22 @@ def interrupt_writes(monkeypatch):
         return lambda: monkeypatch.setattr(module, "write_image", real_write)
 
     return interrupt
+
+
+@pytest.fixture
+def full_disk(monkeypatch):
+    """full_disk() -> a context in which Path.write_bytes writes half its data, then fails as a full
+    disk does (segrun writes every file through it, beside its final name)."""
+    real_write_bytes = Path.write_bytes
+
+    def write_half_then_fail(self, data):
+        real_write_bytes(self, data[: len(data) // 2])
+        raise OSError("No space left on device")
+
+    @contextlib.contextmanager
+    def fill():
+        with monkeypatch.context() as patch:
+            patch.setattr(Path, "write_bytes", write_half_then_fail)
+            yield
+
+    return fill

@@ -1,6 +1,5 @@
 """The benchmark commands at tiny sizes on the CPU: they run, and their JSON has the promised shape."""
 import json
-from pathlib import Path
 
 import pytest
 
@@ -69,17 +68,10 @@ def test_bench_train_names_a_bad_recipe(capsys):
     assert "--recipes: recipe '33/contiguous/off': expected one of study, default" in capsys.readouterr().err
 
 
-def test_result_files_are_replaced_whole(tmp_path, monkeypatch):
+def test_result_files_are_replaced_whole(tmp_path, full_disk):
     json_path, md_path = tmp_path / "results" / "run.json", tmp_path / "results" / "run.md"
     write_results({"rows": [1]}, lambda result: f"rows: {result['rows']}\n", json_path, md_path)
     assert json.loads(json_path.read_text()) == {"rows": [1]} and md_path.read_text() == "rows: [1]\n"
-    real_write_bytes = Path.write_bytes
-
-    def write_half_then_fail(self, data):
-        real_write_bytes(self, data[: len(data) // 2])
-        raise OSError("No space left on device")
-
-    monkeypatch.setattr(Path, "write_bytes", write_half_then_fail)
-    with pytest.raises(OSError, match="No space left"):
+    with full_disk(), pytest.raises(OSError, match="No space left"):
         write_results({"rows": [1, 2]}, lambda result: "", json_path, md_path)
     assert json.loads(json_path.read_text()) == {"rows": [1]}

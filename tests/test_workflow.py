@@ -145,39 +145,24 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny, tmp_
     assert not folder.finished
 
 
-def test_a_checkpoint_write_that_fails_midway_leaves_the_previous_checkpoint_whole(tiny, tmp_path, monkeypatch):
+def test_a_checkpoint_write_that_fails_midway_leaves_the_previous_checkpoint_whole(tiny, tmp_path, full_disk):
     loaded = resolve(build.load_spec(tiny))
     folder = runner.run_folder_for(loaded, tmp_path / "runs", init=None)
-    checkpoint_io = runner.build_trainer(loaded, folder, progress=False).strategy.checkpoint_io
-    assert isinstance(checkpoint_io, runner.AtomicCheckpointIO)
+    checkpoint_io = build.trainer(loaded, folder, progress=False).strategy.checkpoint_io
+    assert isinstance(checkpoint_io, build.AtomicCheckpointIO)
     path = folder.checkpoints / "last.ckpt"
     checkpoint_io.save_checkpoint({"global_step": 1, "weights": torch.ones(1000)}, path)
     before = path.read_bytes()
-    real_write_bytes = Path.write_bytes
-
-    def write_half_then_fail(self, data):
-        real_write_bytes(self, data[:100])
-        raise OSError("No space left on device")
-
-    monkeypatch.setattr(Path, "write_bytes", write_half_then_fail)
-    with pytest.raises(OSError, match="No space left"):
+    with full_disk(), pytest.raises(OSError, match="No space left"):
         checkpoint_io.save_checkpoint({"global_step": 2, "weights": torch.zeros(1000)}, path)
     assert path.read_bytes() == before
     assert [p.name for p in folder.checkpoints.glob("*.ckpt")] == ["last.ckpt"]
 
 
-def test_a_spec_write_that_fails_midway_leaves_no_spec_and_the_next_run_writes_it(tiny, tmp_path, monkeypatch):
+def test_a_spec_write_that_fails_midway_leaves_no_spec_and_the_next_run_writes_it(tiny, tmp_path, full_disk):
     loaded = resolve(spec.load(tiny))
-    real_write_bytes = Path.write_bytes
-
-    def write_half_then_fail(self, data):
-        real_write_bytes(self, data[: len(data) // 2])
-        raise OSError("No space left on device")
-
-    with monkeypatch.context() as patch:
-        patch.setattr(Path, "write_bytes", write_half_then_fail)
-        with pytest.raises(OSError, match="No space left"):
-            runner.run_folder_for(loaded, tmp_path / "runs", init=None)
+    with full_disk(), pytest.raises(OSError, match="No space left"):
+        runner.run_folder_for(loaded, tmp_path / "runs", init=None)
     (folder,) = (tmp_path / "runs").iterdir()
     assert not (folder / "spec.toml").exists()
     assert runner.run_folder_for(loaded, tmp_path / "runs", init=None).spec_file.read_text() == spec.dumps(loaded)
