@@ -219,7 +219,7 @@ def run(spec_paths, device: str = "cuda", steps: int = 20, warmup: int = 3, loss
     result = {**timing.header(device), "steps": steps, "warmup": warmup, "train": []}
     try:
         for path in spec_paths:
-            loaded = build.load_spec(path)
+            loaded = build.load_spec(path, pipelines=False)
             for loss_name in loss_names:
                 for recipe in (parse_recipe(r) for r in recipes):
                     row = measure_one(loaded, loss_name, recipe, device, batch, tuple(crop), tuple(inference_size),
@@ -257,7 +257,7 @@ def run_from_options(spec_paths, device: str, steps: int, warmup: int, losses_op
         except ValueError as error:
             raise UserError(f"--recipes: {error}") from None
     for path in spec_paths:
-        build.load_spec(path)
+        build.load_spec(path, pipelines=False)
     result = run(spec_paths, device, steps, warmup, loss_names, recipes, batch, crop, inference_size,
                  after_case=after_case)
     if plot_path is not None:

@@ -20,9 +20,7 @@ from torch import nn
 from segrun import models, spec
 from segrun.atomic_write import write_atomically
 from segrun.data import DATASETS
-from segrun.data.datamodule import SegmentationDataModule
 from segrun.data.sampling import epochs_vary_in_length
-from segrun.data.transforms import PipelineError, build_pipeline
 from segrun.errors import did_you_mean
 from segrun.inference import predict
 from segrun.losses import LOSSES, OptionError
@@ -41,9 +39,10 @@ def _known(path, what: str, value, names) -> None:
         raise KeyProblem(path, f"unknown {what} {value!r}{did_you_mean(value, names)} (known: {', '.join(sorted(names))})")
 
 
-def check_spec(loaded: Spec) -> None:
+def check_spec(loaded: Spec, pipelines: bool = True) -> None:
     """The checks that need the registries: names, one [[loss]] per model output, each loss's
-    options and class weights, the augmentation pipelines, dataset-specific keys. Raises KeyProblem."""
+    options and class weights, the augmentation pipelines (unless `pipelines` is false: for what
+    never loads the data), dataset-specific keys. Raises KeyProblem."""
     _known(("data", "dataset"), "dataset", loaded.data.dataset, DATASETS)
     _known(("model", "name"), "model", loaded.model.name, models.MODELS)
     _known(("model", "backbone"), "backbone", loaded.model.backbone, models.BACKBONES)
@@ -69,14 +68,8 @@ def check_spec(loaded: Spec) -> None:
         except OptionError as error:
             raise KeyProblem(("loss", index, error.key), error.problem) from None
 
-    pipelines = {("data", "train_pipeline"): loaded.data.train_pipeline, ("data", "val_pipeline"): loaded.data.val_pipeline}
-    if loaded.test is not None:
-        pipelines["test", "pipeline"] = loaded.test.pipeline
-    for path, steps in pipelines.items():
-        try:
-            build_pipeline(steps)
-        except PipelineError as error:
-            raise KeyProblem((*path, error.index, error.key), error.problem) from None
+    if pipelines:
+        _check_pipelines(loaded)
     dataset_class = DATASETS[loaded.data.dataset]
     if loaded.data.coarse_schedule != "all" and not getattr(dataset_class, "mixes_coarse", False):
         raise KeyProblem(("data", "coarse_schedule"), f"dataset {loaded.data.dataset} does not mix fine and coarse "
@@ -89,9 +82,25 @@ def check_spec(loaded: Spec) -> None:
                          "remove [data.synthetic]")
 
 
-def load_spec(path, overrides=()) -> Spec:
-    """A spec file with its extends and KEY=VALUE overrides, fully checked (SpecError otherwise)."""
-    return spec.load(path, overrides, check=check_spec)
+def _check_pipelines(loaded: Spec) -> None:
+    # albumentations is imported only where pipelines are built, so the model, loss and op
+    # benchmarks run where it is missing (a GPU machine's image)
+    from segrun.data.transforms import PipelineError, build_pipeline
+
+    pipelines = {("data", "train_pipeline"): loaded.data.train_pipeline, ("data", "val_pipeline"): loaded.data.val_pipeline}
+    if loaded.test is not None:
+        pipelines["test", "pipeline"] = loaded.test.pipeline
+    for path, steps in pipelines.items():
+        try:
+            build_pipeline(steps)
+        except PipelineError as error:
+            raise KeyProblem((*path, error.index, error.key), error.problem) from None
+
+
+def load_spec(path, overrides=(), pipelines: bool = True) -> Spec:
+    """A spec file with its extends and KEY=VALUE overrides, fully checked (SpecError otherwise);
+    without `pipelines`, its augmentation pipelines are not built (see check_spec)."""
+    return spec.load(path, overrides, check=partial(check_spec, pipelines=pipelines))
 
 
 def read_spec(text: str, source: str = "<spec>") -> Spec:
@@ -159,7 +168,10 @@ def task(loaded: Spec, load_weights: bool = True, init: InitCheckpoint | None = 
                             test_predict=None if loaded.test is None else predictor(loaded.test))
 
 
-def datamodule(loaded: Spec) -> SegmentationDataModule:
+def datamodule(loaded: Spec):
+    """The spec's SegmentationDataModule (imported here: it needs albumentations, see _check_pipelines)."""
+    from segrun.data.datamodule import SegmentationDataModule
+
     return SegmentationDataModule(loaded.data, loaded.eval, loaded.seed, loaded.test)
 
 

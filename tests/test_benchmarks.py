@@ -75,3 +75,20 @@ def test_result_files_are_replaced_whole(tmp_path, full_disk):
     with full_disk(), pytest.raises(OSError, match="No space left"):
         write_results({"rows": [1, 2]}, lambda result: "", json_path, md_path)
     assert json.loads(json_path.read_text()) == {"rows": [1]}
+
+
+def test_bench_suite_tiny_on_cpu(tmp_path):
+    assert main(["bench", "suite", "--device", "cpu", "--size", "tiny", "--out", str(tmp_path)]) == 0
+    (folder,) = tmp_path.iterdir()
+    assert folder.name.endswith("-suite-tiny")
+    summary = json.loads((folder / "suite.json").read_text())
+    assert [row["section"] for row in summary["sections"]] == ["build", "cuda tests", "bench ops", "bench train",
+                                                              "bench data"]
+    assert not any(row["outcome"].startswith("failed") for row in summary["sections"]), summary["sections"]
+    train = json.loads((folder / "train.json").read_text())["train"]
+    assert [(row["loss"], row["recipe"]) for row in train] == [("wce", "32/contiguous/off"), ("wce", "default")]
+    assert all(row["bare_loop_ms_per_step"] > 0 for row in train)
+    assert {"ops.md", "train.md", "data.json", "time-complexity.png", "suite.log"} <= {p.name for p in folder.iterdir()}
+    assert "== bench train: 2 rows" in (folder / "suite.log").read_text()
+    # a second run the same day never replaces the first one's results
+    assert main(["bench", "suite", "--device", "cpu", "--size", "tiny", "--out", str(tmp_path)]) == 2

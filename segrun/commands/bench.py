@@ -133,6 +133,25 @@ def _data(args: argparse.Namespace) -> None:
     _say_written(args.json, args.md)
 
 
+def _suite_arguments(parser: argparse.ArgumentParser) -> None:
+    _add_device(parser)
+    parser.add_argument("--size", choices=["study", "tiny"], default="study",
+                        help="study: the study's sizes, fitted to 9 minutes on an H100-class GPU (default); tiny: toy "
+                             "sizes that run on a CPU")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results"),
+                        help="folder under which the suite's own folder <device>-<date>-suite is made "
+                             "(default benchmarks/results)")
+
+
+def _suite(args: argparse.Namespace) -> None:
+    from benchmarks import suite
+
+    try:
+        suite.run(_device(args), args.size, args.out)
+    except FileExistsError as error:
+        raise UserError(str(error)) from None
+
+
 BENCH = Command(
     help="measure the ops and training steps (benchmarks/)",
     description="Measure; speed claims in the README come only from these.", metavar="WHAT", subcommands={
@@ -154,4 +173,11 @@ BENCH = Command(
             description="Write full-size synthetic scenes in the dataset's layout to a temporary folder, then time "
                         "the spec's training pipeline (decode, transforms, collate) with each worker count.",
             arguments=_data_arguments, handler=_data),
+        "suite": Command(
+            help="every GPU measurement in one call: build, CUDA tests, ops, train, data",
+            description="Build the kernels, run the CUDA kernel tests, bench ops, bench train (the four study models "
+                        "x study and default recipes x wCE and RMI, and the same with the kernels off) and bench data "
+                        "(skipped without albumentations), writing each section's results, a log and each "
+                        "section's seconds into OUT/<device>-<date>-suite/.",
+            arguments=_suite_arguments, handler=_suite),
     })

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import attrs
-import tomli_w
 
 from segrun.errors import UserError, closest, did_you_mean
 from segrun.spec.schema import LossSpec, Spec, TransformStep
@@ -319,6 +318,8 @@ def to_table(value):
 
 def dumps(spec: Spec) -> str:
     """The resolved spec as TOML; `loads` of this text gives back an equal Spec."""
+    import tomli_w  # here, not at the top: the benchmarks run where only the reading side is installed
+
     return tomli_w.dumps(to_table(spec))
 
 
