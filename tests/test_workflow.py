@@ -148,8 +148,8 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny, tmp_
 def test_a_checkpoint_write_that_fails_midway_leaves_the_previous_checkpoint_whole(tiny, tmp_path, monkeypatch):
     loaded = resolve(build.load_spec(tiny))
     folder = runner.run_folder_for(loaded, tmp_path / "runs", init=None)
-    checkpoint_io = runner.build_trainer(loaded, folder, progress=False).strategy.checkpoint_io
-    assert isinstance(checkpoint_io, runner.AtomicCheckpointIO)
+    checkpoint_io = build.trainer(loaded, folder, progress=False).strategy.checkpoint_io
+    assert isinstance(checkpoint_io, build.AtomicCheckpointIO)
     path = folder.checkpoints / "last.ckpt"
     checkpoint_io.save_checkpoint({"global_step": 1, "weights": torch.ones(1000)}, path)
     before = path.read_bytes()

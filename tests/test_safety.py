@@ -1,0 +1,161 @@
+"""Faults injected on purpose: broken checkpoints, broken data, bad arguments, Ctrl-C. Each case
+ends in one line and a known exit status, and no file of the run is lost or replaced."""
+import signal
+
+import pytest
+import torch
+
+from segrun import build
+from segrun.cli import main
+from segrun.resolve import resolve
+from segrun.run_folder import planned_run_folder
+from segrun.task import SegmentationTask
+
+
+@pytest.fixture
+def tiny(tiny_spec):
+    """Two steps an epoch, three epochs."""
+    return tiny_spec(batch_size=4, train_images=8, val_images=2, width=96, epochs=3)
+
+
+def run_folder(spec_file, runs):
+    return planned_run_folder(resolve(build.load_spec(spec_file)), runs, None)
+
+
+def only_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def snapshot(folder) -> dict:
+    """Every file of the run folder and its bytes."""
+    return {path.relative_to(folder.path): path.read_bytes() for path in folder.path.rglob("*") if path.is_file()}
+
+
+def interrupt_at_step(monkeypatch, step: int) -> None:
+    """Ctrl-C (KeyboardInterrupt) as training reaches `step`."""
+    real_step = SegmentationTask.training_step
+
+    def step_then_interrupt(self, batch, batch_index):
+        if self.global_step == step:
+            raise KeyboardInterrupt
+        return real_step(self, batch, batch_index)
+
+    monkeypatch.setattr(SegmentationTask, "training_step", step_then_interrupt)
+
+
+def train(spec_file, runs, *overrides) -> int:
+    return main([str(spec_file), *overrides, "--runs", str(runs), "--no-progress"])
+
+
+def resumed_steps(folder, version: int) -> list[int]:
+    import csv
+
+    with open(folder.logs / "csv" / f"version_{version}" / "metrics.csv") as file:
+        return [int(row["step"]) for row in csv.DictReader(file) if row.get("train/loss")]
+
+
+def test_ctrl_c_writes_its_checkpoint_then_exits_130_with_one_line(tiny, tmp_path, monkeypatch, capsys):
+    handler = signal.getsignal(signal.SIGINT)
+    interrupt_at_step(monkeypatch, 3)
+    assert train(tiny, tmp_path / "runs") == 130
+    folder = run_folder(tiny, tmp_path / "runs")
+    assert only_line(capsys.readouterr().err) == (
+        f"segrun: interrupted: {folder.path}: stopped at step 3 (epoch 1); checkpoints/interrupted.ckpt holds it; "
+        "run the same command to resume")
+    assert torch.load(folder.checkpoints / "interrupted.ckpt", weights_only=True)["global_step"] == 3
+    assert signal.getsignal(signal.SIGINT) == handler  # Lightning's "ignore further Ctrl-C" does not outlive training
+
+
+def test_a_truncated_checkpoint_is_moved_aside_and_the_run_resumes_from_the_newest_good_one(tiny, tmp_path,
+                                                                                          monkeypatch, capsys):
+    interrupt_at_step(monkeypatch, 4)  # after two whole epochs: best-epoch=00N.ckpt, last.ckpt, interrupted.ckpt
+    assert train(tiny, tmp_path / "runs") == 130
+    monkeypatch.undo()
+    folder = run_folder(tiny, tmp_path / "runs")
+    best = folder.best_checkpoint()
+    best_state = torch.load(best, weights_only=True)
+    for name in ("last.ckpt", "interrupted.ckpt"):  # a full disk, a copy cut short
+        path = folder.checkpoints / name
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    best.touch()  # newest after them would hide the fault; it must be the one left over
+    for name in ("last.ckpt", "interrupted.ckpt"):
+        (folder.checkpoints / name).touch()
+    before = snapshot(folder)
+    capsys.readouterr()
+
+    assert train(tiny, tmp_path / "runs") == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("resuming"))
+    assert line.startswith(f"resuming {folder.path} from {best.name} (epoch {best_state['epoch']}, step "
+                           f"{best_state['global_step']}), the newest checkpoint that loads; ")
+    assert "last.ckpt moved aside as last.ckpt.unreadable-" in line and "interrupted.ckpt moved aside as" in line
+    moved = {path.name.partition(".unreadable-")[0]: path for path in folder.checkpoints.glob("*.unreadable-*")}
+    assert moved.keys() == {"last.ckpt", "interrupted.ckpt"}
+    for name, path in moved.items():  # kept byte for byte
+        assert path.read_bytes() == before[folder.checkpoints.relative_to(folder.path) / name]
+    assert resumed_steps(folder, version=1)[0] == best_state["global_step"]  # not step 0
+    assert folder.finished
+    for path, data in before.items():  # everything else is still there as it was (checkpoints move on by design)
+        if path.parent.name != "checkpoints":
+            assert (folder.path / path).read_bytes() == data
+
+
+class NotATensor:
+    pass
+
+
+def test_a_run_with_no_good_checkpoint_says_so_then_starts_again(tiny, tmp_path, monkeypatch, capsys):
+    interrupt_at_step(monkeypatch, 2)
+    assert train(tiny, tmp_path / "runs") == 130
+    monkeypatch.undo()
+    folder = run_folder(tiny, tmp_path / "runs")
+    (folder.checkpoints / "last.ckpt").write_bytes(b"\x80\x02random bytes, not a checkpoint" * 10)
+    torch.save({"state_dict": {}, "object": NotATensor()}, folder.checkpoints / "interrupted.ckpt")  # refused
+    best = folder.best_checkpoint()
+    torch.save({"state_dict": {"model.other.weight": torch.ones(1)}, "epoch": 0, "global_step": 2,
+                "optimizer_states": [], "loops": {}}, best)  # another model's weights
+    before = {path.name: path.read_bytes() for path in folder.checkpoints.iterdir()}
+    capsys.readouterr()
+
+    assert train(tiny, tmp_path / "runs") == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if "no checkpoint loads" in line)
+    assert line.startswith(f"{folder.path}: no checkpoint loads, so training starts again from epoch 0; ")
+    assert "not a readable PyTorch checkpoint" in line and "holds pickled Python objects" in line
+    assert "holds another model" in line
+    moved = {path.name.partition(".unreadable-")[0]: path.read_bytes() for path in folder.checkpoints.glob("*.unreadable-*")}
+    assert moved == before
+    assert resumed_steps(folder, version=1)[0] == 0
+
+
+def test_no_checkpoint_is_written_from_weights_that_were_not_restored(tiny, tmp_path, monkeypatch, capsys):
+    """The safety net behind the check: a checkpoint that passes it but fails as Lightning restores
+    it leaves no interrupted.ckpt of freshly built weights behind."""
+    interrupt_at_step(monkeypatch, 2)
+    assert train(tiny, tmp_path / "runs") == 130
+    monkeypatch.undo()
+    folder = run_folder(tiny, tmp_path / "runs")
+    (folder.checkpoints / "interrupted.ckpt").unlink()
+    last = folder.checkpoints / "last.ckpt"
+    last.write_bytes(last.read_bytes()[:1000])
+    before = snapshot(folder)
+    monkeypatch.setattr("segrun.runner.check_training_checkpoint", lambda task, path: (1, 2))
+    with pytest.raises(RuntimeError):
+        train(tiny, tmp_path / "runs")
+    assert not (folder.checkpoints / "interrupted.ckpt").exists()
+    after = snapshot(folder)
+    assert {path: after[path] for path in before} == before
+
+
+@pytest.mark.parametrize("where", ["file", "override"])
+def test_an_integer_beyond_64_bits_is_a_spec_error(tiny, where, capsys):
+    big = "99999999999999999999999"
+    if where == "file":
+        tiny.write_text(tiny.read_text().replace("epochs = 3", f"epochs = {big}"))
+        overrides, source = [], str(tiny)
+    else:
+        overrides, source = [f"trainer.epochs={big}"], f"override 'trainer.epochs={big}'"
+    assert main(["validate", str(tiny), *overrides]) == 2
+    assert only_line(capsys.readouterr().err) == (
+        f"segrun: error: {source}: trainer.epochs: {big} is beyond TOML's 64-bit integers (-2^63 to 2^63-1)")
