@@ -14,6 +14,7 @@ from segrun.data.preview import colour_labels
 from segrun.data.transforms import build_pipeline
 from segrun.errors import UserError
 from segrun.inference import predict
+from segrun.models.weights import load_run_checkpoint
 from segrun.run_folder import locate
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -51,7 +52,7 @@ def predict_files(run_or_checkpoint: Path, inputs, out: Path, output_format: str
     if output_format == "cityscapes" and not issubclass(dataset, CityscapesLayout):
         raise UserError(f"--format cityscapes needs a Cityscapes run; {folder.path} trained on {spec.data.dataset}")
     task = build.task(spec, load_weights=False)
-    task.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"])
+    load_run_checkpoint(task, checkpoint)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = task.model.to(device).eval()
     # Pixel-wise steps only, so the prediction lines up with the input image.

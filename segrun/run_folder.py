@@ -175,6 +175,9 @@ def run_folder_for(spec: Spec, runs_dir: Path, init: InitCheckpoint | None, forc
     checkpoint) always maps to the same folder; with `force`, a fresh folder beside it
     (<name>-<hash>-2, -3, ...)."""
     text = dumps(spec)
+    runs_dir = Path(runs_dir)
+    if runs_dir.exists() and not runs_dir.is_dir():
+        raise UserError(f"{runs_dir}: is a file, not a folder for run folders; pass --runs FOLDER (or set SEGRUN_RUNS)")
     base = planned_run_folder(spec, runs_dir, init).path
     path = base
     if force:
@@ -188,5 +191,9 @@ def run_folder_for(spec: Spec, runs_dir: Path, init: InitCheckpoint | None, forc
                             f"move {path} away or run with --force")
         return folder
     # Whole or absent: a half-written spec.toml would fail the next run with "holds another spec".
-    write_atomically(folder.spec_file, text.encode())
+    try:
+        write_atomically(folder.spec_file, text.encode())
+    except OSError as error:  # read-only, full, a file where a folder should be
+        raise UserError(f"{runs_dir}: cannot write the run folder {path.name} there ({error.strerror or error}); "
+                        "pass --runs a writable folder (or set SEGRUN_RUNS)") from None
     return folder

@@ -2,9 +2,14 @@
 from collections.abc import Iterator
 from pathlib import Path
 
+import torch
+
 from segrun import build
 from segrun.data import DATASETS, resolve_root
 from segrun.errors import UserError
+from segrun.models.weights import describe_start
+from segrun.run_folder import init_checkpoint
+from segrun.spec import Spec
 
 
 def validate(path, overrides=()) -> Iterator[str]:
@@ -18,6 +23,7 @@ def validate(path, overrides=()) -> Iterator[str]:
     for key, file in (("model.pretrained", loaded.model.pretrained), ("init", loaded.init)):
         if file and not Path(file).exists():
             raise UserError(f"{path}: {key}: no such file {file}")
+    yield from _starting_weights(loaded)
     root = resolve_root(loaded.data.root)
     if loaded.data.synthetic is not None and not root.exists():
         yield f"{root}: not there yet; the run will synthesise it ([data.synthetic])"
@@ -29,3 +35,17 @@ def validate(path, overrides=()) -> Iterator[str]:
     for split in (train, val):
         if split.left_out:
             yield f"{root}: {split.split} leaves out {len(split.left_out)}: {', '.join(split.left_out)}"
+
+
+def _starting_weights(loaded: Spec) -> Iterator[str]:
+    """What model.pretrained and init would load, each file read and matched against the spec's
+    model (built without memory), as training reads them."""
+    if not (loaded.model.pretrained or loaded.init):
+        return
+    with torch.device("meta"):  # shapes only
+        network = build.model(loaded)
+    if loaded.model.pretrained:
+        yield describe_start(network, Path(loaded.model.pretrained), "pretrained")
+    init = init_checkpoint(loaded)
+    if init is not None:
+        yield describe_start(network, init.path, "init")

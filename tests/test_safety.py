@@ -159,3 +159,89 @@ def test_an_integer_beyond_64_bits_is_a_spec_error(tiny, where, capsys):
     assert main(["validate", str(tiny), *overrides]) == 2
     assert only_line(capsys.readouterr().err) == (
         f"segrun: error: {source}: trainer.epochs: {big} is beyond TOML's 64-bit integers (-2^63 to 2^63-1)")
+
+
+# ---- checkpoint, weights and run-folder arguments ----------------------------------------------
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(spec file, run folder) of a finished one-epoch run, shared by the argument tests, which only read it."""
+    from conftest import TINY_SPEC
+
+    root = tmp_path_factory.mktemp("trained")
+    spec_file = root / "spec.toml"
+    spec_file.write_text(TINY_SPEC.format(dataset="cityscapes", root=root / "data", batch_size=4, train_images=4,
+                                          val_images=2, width=96, lr=0.003, epochs=1))
+    assert train(spec_file, root / "runs") == 0
+    return spec_file, run_folder(spec_file, root / "runs")
+
+
+def bad_checkpoints(folder) -> dict:
+    """A random file, a pickle weights_only refuses, and another model's checkpoint, inside the run folder."""
+    files = {"random": folder.checkpoints / "random.ckpt", "refused": folder.checkpoints / "refused.ckpt",
+             "other model": folder.checkpoints / "other.ckpt"}
+    files["random"].write_bytes(bytes(range(256)) * 8)
+    torch.save({"state_dict": {"model.weight": torch.ones(1)}, "object": NotATensor()}, files["refused"])
+    torch.save({"state_dict": {"model.conv.weight": torch.ones(3, 3)}}, files["other model"])
+    return files
+
+
+EXPECTED = {"random": "not a readable PyTorch checkpoint: truncated, damaged, or not written by torch.save",
+            "refused": "holds pickled Python objects besides tensors, which segrun does not load",
+            "other model": "does not fit this run's model (missing: "}
+
+
+@pytest.mark.parametrize("command", ["eval", "predict"])
+def test_a_bad_checkpoint_argument_is_one_line_and_exit_2(trained, command, tmp_path, capsys):
+    _, folder = trained
+    files = bad_checkpoints(folder)
+    try:
+        before = snapshot(folder)
+        for kind, path in files.items():
+            capsys.readouterr()
+            extra = [str(folder.path / "spec.toml"), "--out", str(tmp_path / "out")] if command == "predict" else \
+                ["--out", str(tmp_path / "eval.json")]
+            # predict reads the spec file as an image, skipped; it never gets that far
+            assert main([command, str(path), *extra]) == 2, kind
+            line = only_line(capsys.readouterr().err)
+            assert line.startswith(f"segrun: error: {path}: {EXPECTED[kind]}"), line
+        assert snapshot(folder) == before and not (tmp_path / "eval.json").exists()
+    finally:
+        for path in files.values():
+            path.unlink()
+
+
+def test_runs_that_is_a_file_or_cannot_be_written_is_one_line_and_exit_2(tiny, tmp_path, monkeypatch, capsys):
+    runs = tmp_path / "runs.txt"
+    runs.write_text("not a folder\n")
+    assert train(tiny, runs) == 2
+    assert only_line(capsys.readouterr().err) == (
+        f"segrun: error: {runs}: is a file, not a folder for run folders; pass --runs FOLDER (or set SEGRUN_RUNS)")
+    assert runs.read_text() == "not a folder\n"
+
+    def refuse(path, data):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("segrun.run_folder.write_atomically", refuse)  # root ignores file modes; refuse as a mount would
+    assert train(tiny, tmp_path / "readonly") == 2
+    line = only_line(capsys.readouterr().err)
+    assert line.startswith(f"segrun: error: {tmp_path / 'readonly'}: cannot write the run folder tiny-")
+    assert line.endswith("there (Permission denied); pass --runs a writable folder (or set SEGRUN_RUNS)")
+
+
+def test_validate_opens_init_and_names_what_is_wrong_with_it(trained, tmp_path, capsys):
+    spec_file, folder = trained
+    files = bad_checkpoints(folder)
+    try:
+        for kind, path in files.items():
+            capsys.readouterr()
+            assert main(["validate", str(spec_file), f"init={path}"]) == 2, kind
+            line = only_line(capsys.readouterr().err)
+            expected = "none of its tensors fit this model" if kind == "other model" else EXPECTED[kind]
+            assert line.startswith(f"segrun: error: {path}: {expected}"), line
+    finally:
+        for path in files.values():
+            path.unlink()
+    assert main(["validate", str(spec_file), f"init={folder.path}"]) == 0
+    out = capsys.readouterr().out
+    assert f"init: " in out and f"tensors from {folder.best_checkpoint()}; missing: none" in out

@@ -168,9 +168,24 @@ def _match(model: nn.Module, state: dict[str, torch.Tensor], source: Path, stric
 def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: Path, strict_backbone: bool) -> str:
     """Copy every tensor of `state` whose mapped name exists in the model with the same shape (see
     `_match`). Returns a one-line summary of what was loaded, skipped and left missing."""
-    matching = _match(model, state, source, strict_backbone)
+    matching = _fitting(model, state, source, strict_backbone)
     model.load_state_dict(matching.loaded, strict=False)
     return matching.summary()
+
+
+def _fitting(model: nn.Module, state: dict[str, torch.Tensor], source: Path, strict_backbone: bool) -> _Matching:
+    """`_match`, where a file none of whose tensors fit is an error: the checkpoint of another model."""
+    matching = _match(model, state, source, strict_backbone)
+    if not matching.loaded:
+        raise UserError(f"{source}: none of its tensors fit this model ({matching.summary()}); it is the checkpoint "
+                        "of another model")
+    return matching
+
+
+def describe_start(model: nn.Module, path: Path, kind: str) -> str:
+    """What load_pretrained ("pretrained") or load_init ("init") would load from `path`, without
+    loading it: the model may be built on the meta device. Errors as theirs."""
+    return f"{kind}: " + _fitting(model, read_state_dict(path), path, strict_backbone=kind == "pretrained").summary()
 
 
 def load_pretrained(model: nn.Module, path: Path) -> str:
