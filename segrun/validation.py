@@ -3,6 +3,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from segrun import build
 from segrun.data import DATASETS, resolve_root
@@ -12,11 +13,13 @@ from segrun.run_folder import init_checkpoint
 from segrun.spec import Spec
 
 
-def validate(path, overrides=()) -> Iterator[str]:
+def validate(path, overrides=(), read_data: bool = False, progress: bool = True) -> Iterator[str]:
     """Report lines, one as each check passes: the spec loads (extends, overrides, pipelines), the
-    files it names exist, and its dataset is prepared (in which layout, and which pairs of the
-    download it leaves out) or will be synthesised. Raises UserError at the first check that fails,
-    after the lines of the checks before it."""
+    files it names exist and fit its model, and its dataset is prepared (in which layout, and which
+    pairs of the download it leaves out) or will be synthesised. With `read_data`, every image and
+    label of both splits is opened and checked (see LabelledImages.faults), with a progress bar,
+    and each bad file gets a line. Raises UserError at the first check that fails (for the data:
+    after all of its lines), after the lines of the checks before it."""
     loaded = build.load_spec(path, overrides)
     yield (f"{path}: spec ok ({loaded.model.name}/{loaded.model.backbone}, "
            f"losses {', '.join(loss.name for loss in loaded.loss)})")
@@ -35,6 +38,20 @@ def validate(path, overrides=()) -> Iterator[str]:
     for split in (train, val):
         if split.left_out:
             yield f"{root}: {split.split} leaves out {len(split.left_out)}: {', '.join(split.left_out)}"
+    if read_data:
+        yield from _read_every_file(root, (train, val), progress)
+
+
+def _read_every_file(root: Path, splits, progress: bool) -> Iterator[str]:
+    faults = 0
+    for split in splits:
+        for index in tqdm(range(len(split)), desc=f"reading {split.split}", unit="pair", disable=not progress):
+            for fault in split.faults(index):
+                faults += 1
+                yield fault
+    if faults:
+        raise UserError(f"{root}: {faults} bad files (listed above); replace or remove them, then validate again")
+    yield f"{root}: every image and label of {' and '.join(s.split for s in splits)} read; sizes and label values ok"
 
 
 def _starting_weights(loaded: Spec) -> Iterator[str]:

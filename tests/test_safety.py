@@ -23,7 +23,8 @@ def run_folder(spec_file, runs):
 
 
 def only_line(text: str) -> str:
-    lines = text.strip().splitlines()
+    """The one line of `text`, progress bars aside."""
+    lines = [line for line in text.replace("\r", "\n").strip().splitlines() if "%|" not in line and line.strip()]
     assert len(lines) == 1, lines
     return lines[0]
 
@@ -171,7 +172,7 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("trained")
     spec_file = root / "spec.toml"
     spec_file.write_text(TINY_SPEC.format(dataset="cityscapes", root=root / "data", batch_size=4, train_images=4,
-                                          val_images=2, width=96, lr=0.003, epochs=1))
+                                          val_images=3, width=96, lr=0.003, epochs=1))
     assert train(spec_file, root / "runs") == 0
     return spec_file, run_folder(spec_file, root / "runs")
 
@@ -245,3 +246,112 @@ def test_validate_opens_init_and_names_what_is_wrong_with_it(trained, tmp_path, 
     assert main(["validate", str(spec_file), f"init={folder.path}"]) == 0
     out = capsys.readouterr().out
     assert f"init: " in out and f"tensors from {folder.best_checkpoint()}; missing: none" in out
+
+
+# ---- data faults --------------------------------------------------------------------------------
+
+def break_files(split, faults=("truncated", "resized", "valued")) -> dict:
+    """Faults in the first three pairs of a dataset split: a truncated label PNG, an image of
+    another size than its label, a label value that is neither a class nor ignore. Returns {fault:
+    file, "originals": {file: bytes}}; restore() undoes them."""
+    import cv2
+
+    files = {"truncated": split.labels[0], "resized": split.images[1], "valued": split.labels[2]}
+    broken = {fault: files[fault] for fault in faults}
+    broken["originals"] = {files[fault]: files[fault].read_bytes() for fault in faults}
+    if "truncated" in faults:
+        files["truncated"].write_bytes(broken["originals"][files["truncated"]][:200])
+    if "resized" in faults:
+        image = cv2.imread(str(files["resized"]))
+        cv2.imwrite(str(files["resized"]), cv2.resize(image, (image.shape[1] // 2, image.shape[0] // 2)))
+    if "valued" in faults:
+        label = cv2.imread(str(files["valued"]), cv2.IMREAD_UNCHANGED)
+        label[:2, :3] = 200
+        cv2.imwrite(str(files["valued"]), label)
+    return broken
+
+
+def restore(broken: dict) -> None:
+    for path, data in broken["originals"].items():
+        path.write_bytes(data)
+
+
+FAULTS = {"truncated": "not a readable image; replace it or remove it with its image",
+          "valued": "holds label value 200 (6 pixels), neither a class (0 to 18) nor the ignore index 255; fix or "
+                    "remove the file"}
+
+
+def dataset_split(spec_file, split: str):
+    from segrun.data import DATASETS, resolve_root
+    from segrun.data.datamodule import ensure_dataset
+
+    loaded = build.load_spec(spec_file)
+    ensure_dataset(loaded.data, progress=False)
+    return DATASETS[loaded.data.dataset](resolve_root(loaded.data.root), split)
+
+
+def test_a_bad_label_value_stops_training_with_one_line_naming_the_file(tiny, tmp_path, capsys):
+    broken = break_files(dataset_split(tiny, "train"), ["valued"])
+    capsys.readouterr()
+    assert train(tiny, tmp_path / "runs") == 2
+    assert only_line(capsys.readouterr().err) == f"segrun: error: {broken['valued']}: {FAULTS['valued']}"
+    folder = run_folder(tiny, tmp_path / "runs")
+    assert folder.spec_file.is_file() and not folder.finished
+
+
+@pytest.mark.parametrize("fault", ["truncated", "resized", "valued"])
+def test_each_data_fault_is_one_line_in_eval_and_data_stats(trained, fault, tmp_path, capsys):
+    spec_file, folder = trained
+    broken = break_files(dataset_split(spec_file, "val"), [fault])
+    try:
+        before = snapshot(folder)
+        commands = [["eval", str(folder.path), "--out", str(tmp_path / "eval.json"), "--no-progress"]]
+        if fault != "resized":  # data stats reads the labels only
+            commands.append(["data", "stats", str(spec_file)])
+        for command in commands:
+            capsys.readouterr()
+            assert main(command) == 2, command
+            line = only_line(capsys.readouterr().err)
+            if fault == "resized":
+                label = dataset_split(spec_file, "val").labels[1]
+                assert line == (f"segrun: error: {label}: 64x96 but its image {broken['resized']} is 32x48; an image "
+                                "and its label must be the same size"), line
+            else:
+                assert line == f"segrun: error: {broken[fault]}: {FAULTS[fault]}", line
+        assert snapshot(folder) == before and not (tmp_path / "eval.json").exists()
+    finally:
+        restore(broken)
+
+
+def test_validate_data_reads_every_file_and_lists_all_bad_ones(trained, capsys):
+    spec_file, _ = trained
+    assert main(["validate", str(spec_file), "--data", "--no-progress"]) == 0
+    assert "every image and label of train and val read; sizes and label values ok" in capsys.readouterr().out
+    broken = break_files(dataset_split(spec_file, "val"))
+    try:
+        assert main(["validate", str(spec_file), "--data", "--no-progress"]) == 2
+        captured = capsys.readouterr()
+        listed = captured.out.splitlines()[-3:]  # after the lines of the checks that passed
+        for fault, line in zip(("truncated", "resized", "valued"), listed):
+            assert str(broken[fault]) in line, (fault, line)
+        root = dataset_split(spec_file, "val").root
+        assert only_line(captured.err) == (f"segrun: error: {root}: 3 bad files (listed above); replace or remove "
+                                           "them, then validate again")
+    finally:
+        restore(broken)
+
+
+def test_a_fault_in_a_dataloader_worker_is_still_one_line(trained):
+    from torch.utils.data import DataLoader
+
+    from segrun.data.labelled_images import DataFault
+
+    spec_file, _ = trained
+    val = dataset_split(spec_file, "val")
+    broken = break_files(val)
+    try:
+        with pytest.raises(DataFault) as raised:
+            next(iter(DataLoader(val, batch_size=1, num_workers=1)))
+        assert str(raised.value) == f"{broken['truncated']}: {FAULTS['truncated']}"
+    finally:
+        restore(broken)
