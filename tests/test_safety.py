@@ -355,3 +355,55 @@ def test_a_fault_in_a_dataloader_worker_is_still_one_line(trained):
         assert str(raised.value) == f"{broken['truncated']}: {FAULTS['truncated']}"
     finally:
         restore(broken)
+
+
+# ---- large images -------------------------------------------------------------------------------
+
+def test_sliding_labels_hold_one_row_of_windows_and_match_whole_sliding_logits():
+    from segrun.inference import sliding_labels, sliding_logits
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(3, 5, 3, padding=1)
+    image = torch.randn(1, 3, 50, 70)
+    held = []
+
+    def forward(crop):
+        return conv(crop)
+
+    def crop(top, left, height, width):
+        return image[..., top:top + height, left:left + width]
+
+    real_zeros = torch.zeros
+
+    def recording_zeros(*size, **kwargs):
+        held.append(size)
+        return real_zeros(*size, **kwargs)
+
+    with torch.no_grad(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch, "zeros", recording_zeros)
+        labels = sliding_labels(forward, crop, 50, 70, (16, 24), progress=False)
+        expected = sliding_logits(forward, image, (16, 24)).argmax(1)[0]
+    assert torch.equal(labels.long(), expected)
+    assert held[0] == (5, 16, 70)  # classes x window height x image width, not the image's scores
+
+
+def test_predict_takes_a_large_image_in_windows_or_says_which_option(trained, tmp_path, monkeypatch, capsys):
+    import cv2
+    import numpy as np
+
+    from segrun import prediction
+
+    _, folder = trained
+    monkeypatch.setattr(prediction, "LARGEST_WHOLE_IMAGE", 64 * 96)
+    monkeypatch.setattr(prediction, "LARGE_IMAGE_WINDOW", (64, 96))
+    large = tmp_path / "large.png"
+    cv2.imwrite(str(large), np.random.default_rng(0).integers(0, 255, (150, 250, 3), dtype=np.uint8))
+    before = snapshot(folder)
+    assert main(["predict", str(folder.path), str(large), "--out", str(tmp_path / "out"), "--format", "trainid"]) == 0
+    assert "150x250 in 64x96 windows" in capsys.readouterr().err  # the progress bar
+    assert cv2.imread(str(tmp_path / "out" / "large.png"), cv2.IMREAD_UNCHANGED).shape == (150, 250)
+    assert main(["predict", str(folder.path), str(large), "--out", str(tmp_path / "out2"), "--scales", "0.5,1.0"]) == 2
+    assert only_line(capsys.readouterr().err) == (
+        f"segrun: error: {large}: 150x250 is larger than segrun predicts whole (6,144 pixels), so it is predicted in "
+        "sliding windows at scale 1.0 only; pass --scales 1.0")
+    assert snapshot(folder) == before and not (tmp_path / "out2").exists()
