@@ -6,6 +6,9 @@ Spec keys read here: data.dataset, model.*, loss.*, optimizer.*, schedule.*, tra
 init; the datamodule reads data.* and eval.* itself.
 """
 import io
+import signal
+from collections.abc import Callable
+from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
@@ -189,6 +192,45 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         write_atomically(Path(path), serialized.getvalue())
 
 
+class InterruptionCheckpoint(OnExceptionCheckpoint):
+    """interrupted.ckpt when training stops on an exception or Ctrl-C, written only while training
+    runs: before on_train_start the model holds weights neither trained nor restored in this
+    process (restoring a checkpoint may be what failed), and after on_train_end last.ckpt holds the
+    final state. `written` says whether this process wrote it."""
+
+    def __init__(self, dirpath: Path, filename: str = "interrupted"):
+        super().__init__(dirpath, filename)
+        self.training = False
+        self.written = False
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.training = True
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.training = False
+
+    def on_exception(self, trainer: pl.Trainer, *args, **kwargs) -> None:
+        if self.training:
+            super().on_exception(trainer, *args, **kwargs)
+            self.written = True
+
+
+@contextmanager
+def ctrl_c_as_keyboard_interrupt(trainer: pl.Trainer, message: Callable[[], str]):
+    """Lightning answers Ctrl-C by running its exception callbacks (interrupted.ckpt), then
+    sys.exit(1); here that becomes KeyboardInterrupt(message()), which the CLI prints as one line
+    with exit status 130, as shells and schedulers expect of Ctrl-C. Lightning's ignoring of
+    further Ctrl-C during its shutdown ends here too."""
+    handler = signal.getsignal(signal.SIGINT)
+    try:
+        yield
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        signal.signal(signal.SIGINT, handler)
+        raise KeyboardInterrupt(message()) from None
+
+
 def trainer(loaded: Spec, folder: RunFolder, progress: bool = True, callbacks=()) -> pl.Trainer:
     """The training Trainer: best and last checkpoints, a checkpoint on interruption, TensorBoard and
     CSV logs in the run folder, and any extra `callbacks`."""
@@ -200,7 +242,7 @@ def trainer(loaded: Spec, folder: RunFolder, progress: bool = True, callbacks=()
         # Its own callback: Lightning's save_last only rewrites last.ckpt when the best one changes.
         ModelCheckpoint(dirpath=folder.checkpoints, filename="last", every_n_epochs=1, save_top_k=1,
                         enable_version_counter=False),
-        OnExceptionCheckpoint(dirpath=folder.checkpoints, filename="interrupted"),
+        InterruptionCheckpoint(folder.checkpoints),
         Timer(),
         LearningRateMonitor(logging_interval="step"),
     ]

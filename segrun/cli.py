@@ -1,5 +1,6 @@
 """The segrun command line: the commands (segrun.commands, one module per group) and their dispatch.
-User errors print one line and exit with status 2."""
+User errors print one line and exit with status 2;
+Ctrl-C prints one line and exits with status 130."""
 import argparse
 import sys
 from collections.abc import Sequence
@@ -59,6 +60,9 @@ def main(argv=None) -> int:
     except UserError as error:
         print(f"segrun: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as interruption:  # Ctrl-C; training has written its checkpoint by now
+        print(f"segrun: interrupted{f': {interruption}' if str(interruption) else ''}", file=sys.stderr)
+        return 130
     return 0
 
 

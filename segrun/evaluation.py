@@ -6,7 +6,6 @@ from pathlib import Path
 
 import attrs
 import pytorch_lightning as pl
-import torch
 
 from segrun import build
 from segrun.atomic_write import write_atomically
@@ -14,7 +13,7 @@ from segrun.data.datamodule import ensure_dataset
 from segrun.errors import UserError
 from segrun.inference import describe_prediction
 from segrun.metrics import format_iou_table
-from segrun.models.weights import load_trained
+from segrun.models.weights import load_run_checkpoint, load_trained
 from segrun.resolve import eval_precision
 from segrun.run_folder import locate
 from segrun.spec import KeyProblem, Spec
@@ -35,7 +34,7 @@ def evaluate(run_or_checkpoint: Path, progress: bool = True, out: Path | None = 
     eval_file = _unused(out or folder.path / "eval.json")
 
     def load(task: SegmentationTask) -> None:
-        task.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"])
+        load_run_checkpoint(task, checkpoint)
 
     return _score(build.read_run_spec(folder), load, eval_file, progress, options, {"checkpoint": str(checkpoint)})
 

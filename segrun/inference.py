@@ -6,7 +6,10 @@ Models that fuse scales themselves (a ScaleFusingModel, e.g. hrnet_ocr_ms by att
 own `predict_scales` over `model_scales` inside each outer scale. Sliding windows (stride 2/3 of
 the window) average the logits where windows overlap.
 """
+import sys
+
 import torch
+from tqdm import tqdm
 
 from segrun.layers import rescale, resize
 from segrun.models.base import ScaleFusingModel, SegmentationModel
@@ -33,6 +36,38 @@ def sliding_logits(forward, images: torch.Tensor, window) -> torch.Tensor:
             total[..., top:top + logits.shape[-2], left:left + logits.shape[-1]] += logits
             count[..., top:top + logits.shape[-2], left:left + logits.shape[-1]] += 1
     return total / count
+
+
+def sliding_labels(forward, crop, height: int, width: int, window, flip: bool = False,
+                   progress: bool = True) -> torch.Tensor:
+    """Class ids uint8 [H, W] of one image too large to hold its class scores whole (C x H x W),
+    window by window at scale 1.0: forward(crop [1, 3, h, w]) -> logits [1, C, h, w], and
+    crop(top, left, h, w) -> that part of the image as the model's input. Windows sweep the image
+    row by row (stride 2/3 of the window); only the summed logits of the current row of windows
+    are held, C x window height x image width floats, and the rows no later window reaches are
+    turned into class ids as the sweep passes them (the argmax of summed logits is the argmax of
+    their mean). With `flip`, each window's logits are averaged with those of its mirror image."""
+    window_height, window_width = min(window[0], height), min(window[1], width)
+    tops, lefts = window_starts(height, window_height), window_starts(width, window_width)
+    labels = torch.empty(height, width, dtype=torch.uint8)
+    band = None  # summed logits of rows [top, top + window_height)
+    with tqdm(total=len(tops) * len(lefts), desc=f"{height}x{width} in {window_height}x{window_width} windows",
+              unit="window", disable=not progress, file=sys.stderr) as bar:
+        for row, top in enumerate(tops):
+            for left in lefts:
+                image = crop(top, left, window_height, window_width)
+                logits = forward(image)
+                if flip:
+                    logits = (logits + forward(image.flip(-1)).flip(-1)) / 2
+                logits = logits[0].float().cpu()
+                if band is None:
+                    band = torch.zeros(logits.shape[0], window_height, width)
+                band[:, :, left:left + window_width] += logits
+                bar.update()
+            final = (tops[row + 1] if row + 1 < len(tops) else height) - top  # rows no later window reaches
+            labels[top:top + final] = band[:, :final].argmax(0).byte()
+            band = torch.cat([band[:, final:], torch.zeros_like(band[:, :final])], dim=1)
+    return labels
 
 
 def predict(model: SegmentationModel, images: torch.Tensor, scales=(1.0,), flip: bool = False, window=None,

@@ -13,10 +13,15 @@ from segrun.data.image_io import write_image
 from segrun.data.preview import colour_labels
 from segrun.data.transforms import build_pipeline
 from segrun.errors import UserError
-from segrun.inference import predict
+from segrun.inference import predict, sliding_labels
+from segrun.models.weights import load_run_checkpoint
 from segrun.run_folder import locate
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+# Above this many pixels an image's class scores (19 classes x H x W floats: 320 MB at 2048x2048)
+# are not held whole; it is predicted window by window.
+LARGEST_WHOLE_IMAGE = 2048 * 2048
+LARGE_IMAGE_WINDOW = (1024, 1024)
 
 
 def _train_id_to_label_id() -> np.ndarray:
@@ -41,8 +46,32 @@ def list_inputs(inputs) -> list[tuple[Path, Path]]:
     return files
 
 
-def predict_files(run_or_checkpoint: Path, inputs, out: Path, output_format: str, scales=None, flip=None) -> int:
-    """Write one prediction per readable input; returns how many were written."""
+def _large_image_labels(model, image: np.ndarray, image_path: Path, normalise, window, scales, flip: bool, device,
+                        progress: bool) -> np.ndarray:
+    """Class ids of an image above LARGEST_WHOLE_IMAGE pixels, in sliding windows (the run's
+    [eval] sliding, else LARGE_IMAGE_WINDOW) at scale 1.0, each window normalised as it is cut:
+    memory holds the uint8 image and labels and one row of windows' logits (sliding_labels)."""
+    height, width = image.shape[:2]
+    if tuple(scales) != (1.0,):
+        raise UserError(f"{image_path}: {height}x{width} is larger than segrun predicts whole ("
+                        f"{LARGEST_WHOLE_IMAGE:,} pixels), so it is predicted in sliding windows at scale 1.0 only; "
+                        "pass --scales 1.0")
+    window = window or LARGE_IMAGE_WINDOW
+
+    def crop(top: int, left: int, crop_height: int, crop_width: int) -> torch.Tensor:
+        part = np.ascontiguousarray(image[top:top + crop_height, left:left + crop_width])
+        return normalise(image=part)["image"].float().unsqueeze(0).to(device)
+
+    def forward(crop_tensor: torch.Tensor) -> torch.Tensor:
+        return model(crop_tensor)[0]
+
+    return sliding_labels(forward, crop, height, width, window, flip, progress).numpy()
+
+
+def predict_files(run_or_checkpoint: Path, inputs, out: Path, output_format: str, scales=None, flip=None,
+                  progress: bool = True) -> int:
+    """Write one prediction per readable input; returns how many were written. Images above
+    LARGEST_WHOLE_IMAGE pixels go through `_large_image_labels`."""
     import cv2
 
     folder, checkpoint = locate(run_or_checkpoint)
@@ -51,7 +80,7 @@ def predict_files(run_or_checkpoint: Path, inputs, out: Path, output_format: str
     if output_format == "cityscapes" and not issubclass(dataset, CityscapesLayout):
         raise UserError(f"--format cityscapes needs a Cityscapes run; {folder.path} trained on {spec.data.dataset}")
     task = build.task(spec, load_weights=False)
-    task.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"])
+    load_run_checkpoint(task, checkpoint)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = task.model.to(device).eval()
     # Pixel-wise steps only, so the prediction lines up with the input image.
@@ -65,12 +94,16 @@ def predict_files(run_or_checkpoint: Path, inputs, out: Path, output_format: str
             skipped.append(image_path)
             continue
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-        tensor = normalise(image=image)["image"].float().unsqueeze(0).to(device)
         with torch.no_grad():
-            train_ids = predict(model, tensor, scales, flip, spec.eval.sliding).argmax(1)[0].byte().cpu().numpy()
+            if image.shape[0] * image.shape[1] <= LARGEST_WHOLE_IMAGE:
+                tensor = normalise(image=image)["image"].float().unsqueeze(0).to(device)
+                train_ids = predict(model, tensor, scales, flip, spec.eval.sliding).argmax(1)[0].byte().cpu().numpy()
+            else:
+                train_ids = _large_image_labels(model, image, image_path, normalise, spec.eval.sliding, scales, flip,
+                                                 device, progress)
         target = out / name.with_suffix(".png")
         if output_format == "color":
-            write_image(target, (0.5 * image + 0.5 * colour_labels(train_ids, dataset.palette)).astype(np.uint8))
+            write_image(target, cv2.addWeighted(image, 0.5, colour_labels(train_ids, dataset.palette), 0.5, 0))
         elif output_format == "trainid":
             write_image(target, train_ids)
         else:

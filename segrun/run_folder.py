@@ -2,6 +2,8 @@
 which of its checkpoints a command starts from."""
 import hashlib
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from attrs import frozen
@@ -36,7 +38,7 @@ class RunFolder:
     def finished(self) -> bool:
         return self.metrics_file.is_file()
 
-    def resume_checkpoint(self) -> Path | None:
+    def latest_checkpoint(self) -> Path | None:
         """The newest of last.ckpt (end of an epoch) and interrupted.ckpt (written when training
         stopped on an exception or Ctrl-C), or None for a run that never saved one."""
         candidates = [p for p in (self.checkpoints / "last.ckpt", self.checkpoints / "interrupted.ckpt") if p.is_file()]
@@ -48,7 +50,23 @@ class RunFolder:
 
     def trained_checkpoint(self) -> Path | None:
         """What a finished or interrupted run has to offer: its best checkpoint, else its last."""
-        return self.best_checkpoint() or self.resume_checkpoint()
+        return self.best_checkpoint() or self.latest_checkpoint()
+
+    def resume_point(self, check: Callable[[Path], tuple[int, int]]) -> "ResumePoint":
+        """The newest checkpoint training can resume from (last, interrupted or best), verified by
+        `check(path) -> (epoch, step)`, which raises UserError for a file that does not load. Each
+        newer file that fails is moved aside (see `_move_aside`), never deleted."""
+        saved = [p for p in (self.checkpoints / "last.ckpt", self.checkpoints / "interrupted.ckpt",
+                             *self.checkpoints.glob("best-*.ckpt")) if p.is_file()]
+        moved = []
+        for path in sorted(saved, key=lambda p: p.stat().st_mtime, reverse=True):
+            try:
+                epoch, step = check(path)
+            except UserError as error:
+                moved.append(MovedAside(path, _move_aside(path), str(error).removeprefix(f"{path}: ")))
+                continue
+            return ResumePoint(path, epoch, step, tuple(moved))
+        return ResumePoint(None, 0, 0, tuple(moved))
 
     def write_metrics(self, metrics: dict) -> None:
         write_atomically(self.metrics_file, (json.dumps(metrics, indent=2) + "\n").encode())
@@ -63,6 +81,44 @@ class InitCheckpoint:
 
     def as_json(self) -> dict:
         return {"path": str(self.path), "sha256": self.sha256}
+
+
+@frozen
+class MovedAside:
+    original: Path
+    now: Path
+    why: str
+
+
+@frozen
+class ResumePoint:
+    """Where training resumes: `checkpoint` (None: from the start) at `epoch` and `step`, and the
+    newer checkpoints that did not load, moved aside."""
+    checkpoint: Path | None
+    epoch: int
+    step: int
+    moved_aside: tuple[MovedAside, ...]
+
+    def describe(self, folder: RunFolder) -> str | None:
+        """One line for the user, or None for a fresh run."""
+        moved = "; ".join(f"{m.original.name} moved aside as {m.now.name} ({m.why})" for m in self.moved_aside)
+        if self.checkpoint is None:
+            return f"{folder.path}: no checkpoint loads, so training starts again from epoch 0; {moved}" if moved else None
+        if not moved:
+            return f"resuming {folder.path} from {self.checkpoint.name}"
+        return (f"resuming {folder.path} from {self.checkpoint.name} (epoch {self.epoch}, step {self.step}), the newest "
+                f"checkpoint that loads; {moved}")
+
+
+def _move_aside(path: Path) -> Path:
+    """Rename a checkpoint that does not load to <name>.unreadable-<time>: kept for the user to
+    inspect, and no longer ending in .ckpt, so neither Lightning nor segrun takes it for one."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    target, number = path.with_name(f"{path.name}.unreadable-{stamp}"), 2
+    while target.exists():
+        target, number = path.with_name(f"{path.name}.unreadable-{stamp}-{number}"), number + 1
+    path.rename(target)
+    return target
 
 
 def init_checkpoint(spec: Spec) -> InitCheckpoint | None:
@@ -119,6 +175,9 @@ def run_folder_for(spec: Spec, runs_dir: Path, init: InitCheckpoint | None, forc
     checkpoint) always maps to the same folder; with `force`, a fresh folder beside it
     (<name>-<hash>-2, -3, ...)."""
     text = dumps(spec)
+    runs_dir = Path(runs_dir)
+    if runs_dir.exists() and not runs_dir.is_dir():
+        raise UserError(f"{runs_dir}: is a file, not a folder for run folders; pass --runs FOLDER (or set SEGRUN_RUNS)")
     base = planned_run_folder(spec, runs_dir, init).path
     path = base
     if force:
@@ -132,5 +191,9 @@ def run_folder_for(spec: Spec, runs_dir: Path, init: InitCheckpoint | None, forc
                             f"move {path} away or run with --force")
         return folder
     # Whole or absent: a half-written spec.toml would fail the next run with "holds another spec".
-    write_atomically(folder.spec_file, text.encode())
+    try:
+        write_atomically(folder.spec_file, text.encode())
+    except OSError as error:  # read-only, full, a file where a folder should be
+        raise UserError(f"{runs_dir}: cannot write the run folder {path.name} there ({error.strerror or error}); "
+                        "pass --runs a writable folder (or set SEGRUN_RUNS)") from None
     return folder

@@ -13,6 +13,7 @@ from segrun.data.datamodule import ensure_dataset
 from segrun.errors import UserError
 from segrun.inference import describe_prediction
 from segrun.metrics import format_iou_table
+from segrun.models.weights import check_training_checkpoint
 from segrun.resolve import describe, resolve
 from segrun.run_folder import InitCheckpoint, RunFolder, init_checkpoint, run_folder_for
 from segrun.spec import Spec, spec_hash
@@ -39,28 +40,39 @@ def train(spec: Spec, runs_dir: Path, force: bool = False, progress: bool = True
     datamodule = build.datamodule(spec)
     trainer = build.trainer(spec, folder, progress)
     timer = next(callback for callback in trainer.callbacks if isinstance(callback, Timer))
-    resume = folder.resume_checkpoint()
-    if resume is not None:
-        print(f"resuming {folder.path} from {resume.name}")
-    with warnings.catch_warnings():
-        # "last" resumes from the newer of last.ckpt and interrupted.ckpt; a fresh run has neither.
-        warnings.filterwarnings("ignore", message=r".*there is no last checkpoint available")
-        try:
-            trainer.fit(task, datamodule=datamodule, ckpt_path="last")
-        except NonFiniteLoss as error:
-            raise UserError(f"{folder.path}: {error}") from None
+    interruption = next(callback for callback in trainer.callbacks if isinstance(callback, build.InterruptionCheckpoint))
+    resume = folder.resume_point(lambda path: check_training_checkpoint(task, path))
+    if resume.describe(folder):
+        print(resume.describe(folder))
+
+    def interrupted() -> str:
+        if interruption.written:
+            return (f"{folder.path}: stopped at step {trainer.global_step} (epoch {trainer.current_epoch}); "
+                    "checkpoints/interrupted.ckpt holds it; run the same command to resume")
+        return f"{folder.path}: stopped; run the same command to resume"
+
+    with build.ctrl_c_as_keyboard_interrupt(trainer, interrupted):
+        with warnings.catch_warnings():
+            # Lightning reads ckpt_path=None as "last" when an OnExceptionCheckpoint is present, and
+            # warns; segrun has already chosen (resume_point), and None only when nothing loads.
+            warnings.filterwarnings("ignore", message=r".*(there is no last checkpoint available|was called without a model)")
+            try:
+                trainer.fit(task, datamodule=datamodule, ckpt_path=resume.checkpoint)
+            except NonFiniteLoss as error:
+                raise UserError(f"{folder.path}: {error}") from None
     # Read before validate(ckpt_path=best) restores the Timer's state from that checkpoint.
     train_seconds = timer.time_elapsed("train")  # all attempts: the Timer's state is checkpointed
     best = trainer.checkpoint_callback.best_model_path or None
-    validation_started = time.monotonic()
-    trainer.validate(task, datamodule=datamodule, ckpt_path=best, verbose=False)
-    validation_seconds = time.monotonic() - validation_started
-    test = None
-    if spec.test is not None:  # the reported numbers' protocol, on the same best checkpoint
-        test_started = time.monotonic()
-        trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False)
-        test = {**task.last_test_scores, "options": to_table(spec.test),
-                "seconds_per_image": round((time.monotonic() - test_started) / max(len(datamodule.test_set), 1), 4)}
+    with build.ctrl_c_as_keyboard_interrupt(trainer, interrupted):
+        validation_started = time.monotonic()
+        trainer.validate(task, datamodule=datamodule, ckpt_path=best, verbose=False)
+        validation_seconds = time.monotonic() - validation_started
+        test = None
+        if spec.test is not None:  # the reported numbers' protocol, on the same best checkpoint
+            test_started = time.monotonic()
+            trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False)
+            test = {**task.last_test_scores, "options": to_table(spec.test),
+                    "seconds_per_image": round((time.monotonic() - test_started) / max(len(datamodule.test_set), 1), 4)}
     if trainer.is_global_zero:
         checkpoint = torch.load(best, map_location="cpu", weights_only=True) if best else None
         metrics = {

@@ -2,22 +2,31 @@
 from collections.abc import Iterator
 from pathlib import Path
 
+import torch
+from tqdm import tqdm
+
 from segrun import build
 from segrun.data import DATASETS, resolve_root
 from segrun.errors import UserError
+from segrun.models.weights import describe_start
+from segrun.run_folder import init_checkpoint
+from segrun.spec import Spec
 
 
-def validate(path, overrides=()) -> Iterator[str]:
+def validate(path, overrides=(), read_data: bool = False, progress: bool = True) -> Iterator[str]:
     """Report lines, one as each check passes: the spec loads (extends, overrides, pipelines), the
-    files it names exist, and its dataset is prepared (in which layout, and which pairs of the
-    download it leaves out) or will be synthesised. Raises UserError at the first check that fails,
-    after the lines of the checks before it."""
+    files it names exist and fit its model, and its dataset is prepared (in which layout, and which
+    pairs of the download it leaves out) or will be synthesised. With `read_data`, every image and
+    label of both splits is opened and checked (see LabelledImages.faults), with a progress bar,
+    and each bad file gets a line. Raises UserError at the first check that fails (for the data:
+    after all of its lines), after the lines of the checks before it."""
     loaded = build.load_spec(path, overrides)
     yield (f"{path}: spec ok ({loaded.model.name}/{loaded.model.backbone}, "
            f"losses {', '.join(loss.name for loss in loaded.loss)})")
     for key, file in (("model.pretrained", loaded.model.pretrained), ("init", loaded.init)):
         if file and not Path(file).exists():
             raise UserError(f"{path}: {key}: no such file {file}")
+    yield from _starting_weights(loaded)
     root = resolve_root(loaded.data.root)
     if loaded.data.synthetic is not None and not root.exists():
         yield f"{root}: not there yet; the run will synthesise it ([data.synthetic])"
@@ -29,3 +38,31 @@ def validate(path, overrides=()) -> Iterator[str]:
     for split in (train, val):
         if split.left_out:
             yield f"{root}: {split.split} leaves out {len(split.left_out)}: {', '.join(split.left_out)}"
+    if read_data:
+        yield from _read_every_file(root, (train, val), progress)
+
+
+def _read_every_file(root: Path, splits, progress: bool) -> Iterator[str]:
+    faults = 0
+    for split in splits:
+        for index in tqdm(range(len(split)), desc=f"reading {split.split}", unit="pair", disable=not progress):
+            for fault in split.faults(index):
+                faults += 1
+                yield fault
+    if faults:
+        raise UserError(f"{root}: {faults} bad files (listed above); replace or remove them, then validate again")
+    yield f"{root}: every image and label of {' and '.join(s.split for s in splits)} read; sizes and label values ok"
+
+
+def _starting_weights(loaded: Spec) -> Iterator[str]:
+    """What model.pretrained and init would load, each file read and matched against the spec's
+    model (built without memory), as training reads them."""
+    if not (loaded.model.pretrained or loaded.init):
+        return
+    with torch.device("meta"):  # shapes only
+        network = build.model(loaded)
+    if loaded.model.pretrained:
+        yield describe_start(network, Path(loaded.model.pretrained), "pretrained")
+    init = init_checkpoint(loaded)
+    if init is not None:
+        yield describe_start(network, init.path, "init")

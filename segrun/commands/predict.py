@@ -13,17 +13,19 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=["color", "trainid", "cityscapes"], default="color")
     parser.add_argument("--scales", type=scales, help="comma-separated image scales (default: the run's [eval])")
     parser.add_argument("--flip", action="store_true", default=None, help="average with the flipped image")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar for large images")
 
 
 def _predict(args: argparse.Namespace) -> None:
     from segrun.prediction import predict_files
 
-    predict_files(args.run, args.inputs, args.out, args.format, args.scales, args.flip)
+    predict_files(args.run, args.inputs, args.out, args.format, args.scales, args.flip, not args.no_progress)
 
 
 PREDICT = Command(
     help="write predictions for images",
     description="Predict images with a trained run and write colour overlays, trainId PNGs, or Cityscapes "
                 "submission PNGs (official labelIds, named like the input). Unreadable images are reported and "
-                "skipped.",
+                "skipped. Images above 2048x2048 pixels are predicted in sliding windows (the run's [eval] sliding, "
+                "else 1024x1024) at scale 1.0, holding one row of windows' scores at a time.",
     arguments=_arguments, handler=_predict)

@@ -14,8 +14,16 @@ def _show(args: argparse.Namespace) -> None:
 def _validate(args: argparse.Namespace) -> None:
     from segrun.validation import validate
 
-    for line in validate(args.spec, args.overrides):
-        print(line)
+    for line in validate(args.spec, args.overrides, read_data=args.data, progress=not args.no_progress):
+        print(line, flush=True)
+
+
+def _validate_arguments(parser: argparse.ArgumentParser) -> None:
+    add_spec(parser)
+    parser.add_argument("--data", action="store_true",
+                        help="also open every image and label of the train and val splits and check their sizes and "
+                             "label values, listing every bad file (reads the whole dataset)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 SHOW = Command(
@@ -25,5 +33,6 @@ SHOW = Command(
 
 VALIDATE = Command(
     help="check a spec and its dataset without training",
-    description="Load the spec, build its pipelines, and check that the dataset is there.",
-    arguments=add_spec, handler=_validate)
+    description="Load the spec, build its pipelines, open model.pretrained and init and match them to the model, "
+                "and check that the dataset is there; with --data, read and check every file of it.",
+    arguments=_validate_arguments, handler=_validate)

@@ -15,14 +15,14 @@ class LabelStatistics(NamedTuple):
 
 
 def label_statistics(dataset, progress: bool = True) -> LabelStatistics:
-    """Count the training ids of every label of `dataset` (its read_label, so mapped labels
+    """Count the training ids of every label of `dataset` (its checked labels, so mapped labels
     such as PASCAL Context 59's are counted as training sees them)."""
     num_classes = dataset.num_classes
     class_pixels = np.zeros(num_classes, dtype=np.int64)
     image_pixels = np.zeros(num_classes, dtype=np.int64)
     sizes = Counter()
     for index in tqdm(range(len(dataset)), desc=f"reading {dataset.split} labels", disable=not progress, unit="label"):
-        label = dataset.read_label(index)
+        label = dataset.label(index)
         sizes[label.shape] += 1
         counts = np.bincount(label.ravel(), minlength=256)[:num_classes]
         class_pixels += counts

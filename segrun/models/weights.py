@@ -30,22 +30,70 @@ from segrun.errors import UserError
 _FLAT_OCR_MODULES = {"conv3x3_ocr.1": "ocr.conv3x3_ocr.1.0", "aux_head.1": "ocr.aux_head.1.0", "aux_head.3": "ocr.aux_head.2"}
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def read_checkpoint(path: Path):
+    """Whatever the file holds, loaded with torch's weights_only (tensors and plain containers,
+    never code); a missing, unreadable or refused file is a UserError naming it."""
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for a file that is not a checkpoint
         if "Unsupported global" in str(error):  # torch's words for a pickled Python object it will not load
             raise UserError(f"{path}: holds pickled Python objects besides tensors, which segrun does not load; if "
                             "you trust the file, save its tensors alone: torch.save(torch.load(PATH, weights_only="
                             "False)['state_dict'], 'weights.pth')") from None
-        raise UserError(f"{path}: not a readable PyTorch checkpoint ({error.__class__.__name__})") from None
+        raise UserError(f"{path}: not a readable PyTorch checkpoint: truncated, damaged, or not written by torch.save "
+                        f"({error.__class__.__name__})") from None
+
+
+def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    state = read_checkpoint(path)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{path}: holds no state dict of tensors")
     return state
+
+
+# What Lightning writes into every checkpoint of a run, beside the weights; resuming needs them all.
+TRAINING_STATE = ("epoch", "global_step", "optimizer_states", "loops")
+
+
+def _differences(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> str | None:
+    """Where `state` does not fill `own` exactly (missing, unexpected, other shape), or None."""
+    missing = set(own) - set(state)
+    unexpected = set(state) - set(own)
+    mismatched = [key for key in set(own) & set(state) if own[key].shape != state[key].shape]
+    if not (missing or unexpected or mismatched):
+        return None
+    return (f"missing: {_short_list(missing)}; unexpected: {_short_list(unexpected)}; "
+            f"shape differs: {_short_list(mismatched)}")
+
+
+def check_training_checkpoint(task: nn.Module, path: Path) -> tuple[int, int]:
+    """(epoch, step) of a checkpoint that training can resume `task` (the LightningModule) from:
+    readable, with Lightning's training state, and weights that fill the task exactly; else a
+    UserError saying what is wrong with it."""
+    checkpoint = read_checkpoint(path)
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
+        raise UserError(f"{path}: holds no state dict of tensors")
+    absent = [key for key in TRAINING_STATE if key not in checkpoint]
+    if absent:
+        raise UserError(f"{path}: not a training checkpoint (no {', '.join(absent)})")
+    differences = _differences(task.state_dict(), checkpoint["state_dict"])
+    if differences:
+        raise UserError(f"{path}: holds another model ({differences})")
+    return int(checkpoint["epoch"]), int(checkpoint["global_step"])
+
+
+def load_run_checkpoint(task: nn.Module, path: Path) -> None:
+    """A checkpoint segrun trained (weights of the model and the losses' buffers) into its task;
+    a file that does not read or does not fit the run's model exactly is a UserError."""
+    state = read_state_dict(path)
+    differences = _differences(task.state_dict(), state)
+    if differences:
+        raise UserError(f"{path}: does not fit this run's model ({differences}); is it from another run?")
+    task.load_state_dict(state)
 
 
 def _model_tensors(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
@@ -120,9 +168,24 @@ def _match(model: nn.Module, state: dict[str, torch.Tensor], source: Path, stric
 def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: Path, strict_backbone: bool) -> str:
     """Copy every tensor of `state` whose mapped name exists in the model with the same shape (see
     `_match`). Returns a one-line summary of what was loaded, skipped and left missing."""
-    matching = _match(model, state, source, strict_backbone)
+    matching = _fitting(model, state, source, strict_backbone)
     model.load_state_dict(matching.loaded, strict=False)
     return matching.summary()
+
+
+def _fitting(model: nn.Module, state: dict[str, torch.Tensor], source: Path, strict_backbone: bool) -> _Matching:
+    """`_match`, where a file none of whose tensors fit is an error: the checkpoint of another model."""
+    matching = _match(model, state, source, strict_backbone)
+    if not matching.loaded:
+        raise UserError(f"{source}: none of its tensors fit this model ({matching.summary()}); it is the checkpoint "
+                        "of another model")
+    return matching
+
+
+def describe_start(model: nn.Module, path: Path, kind: str) -> str:
+    """What load_pretrained ("pretrained") or load_init ("init") would load from `path`, without
+    loading it: the model may be built on the meta device. Errors as theirs."""
+    return f"{kind}: " + _fitting(model, read_state_dict(path), path, strict_backbone=kind == "pretrained").summary()
 
 
 def load_pretrained(model: nn.Module, path: Path) -> str:

@@ -237,6 +237,21 @@ def _loss(table, path: KeyPath) -> LossSpec:
     return attrs.evolve(loss, options={key: _frozen(value) for key, value in table.items() if key not in LOSS_FIELDS})
 
 
+TOML_INTEGERS = range(-2**63, 2**63)  # TOML's integers are 64-bit; Python's TOML parser reads any size
+
+
+def _check_integers(value, path: KeyPath = ()) -> None:
+    """Raise KeyProblem at the first integer TOML does not allow, anywhere in a table."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_integers(item, path + (key,))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_integers(item, path + (index,))
+    elif isinstance(value, int) and not isinstance(value, bool) and value not in TOML_INTEGERS:
+        raise KeyProblem(path, f"{value} is beyond TOML's 64-bit integers (-2^63 to 2^63-1)")
+
+
 def build(cls, table, path: KeyPath = ()):
     """Convert one TOML table into the attrs class `cls`, checking keys, types and ranges."""
     if not isinstance(table, dict):
@@ -283,6 +298,7 @@ def load(path, overrides=(), check: Check | None = None) -> Spec:
     for override in overrides:
         apply_override(table, origins, override)
     try:
+        _check_integers(table)
         spec = build(Spec, table)
         if check is not None:
             check(spec)
@@ -295,7 +311,9 @@ def load(path, overrides=(), check: Check | None = None) -> Spec:
 def load_section(path: Path, cls):
     """A TOML file (no extends, no overrides) as the attrs class `cls`, or a SpecError."""
     try:
-        return build(cls, _read_toml(Path(path)))
+        table = _read_toml(Path(path))
+        _check_integers(table)
+        return build(cls, table)
     except KeyProblem as error:
         raise SpecError(f"{path}: {dotted(error.path)}: {error.problem}") from None
 
@@ -330,6 +348,7 @@ def loads(text: str, source: str = "<spec>", check: Check | None = None) -> Spec
     except tomllib.TOMLDecodeError as error:
         raise SpecError(f"{source}: invalid TOML: {error}") from None
     try:
+        _check_integers(table)
         spec = build(Spec, table)
         if check is not None:
             check(spec)
