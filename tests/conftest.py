@@ -1,6 +1,5 @@
-from pathlib import Path
-
 import contextlib
+from pathlib import Path
 
 import pytest
 

@@ -245,7 +245,7 @@ def test_validate_opens_init_and_names_what_is_wrong_with_it(trained, tmp_path, 
             path.unlink()
     assert main(["validate", str(spec_file), f"init={folder.path}"]) == 0
     out = capsys.readouterr().out
-    assert f"init: " in out and f"tensors from {folder.best_checkpoint()}; missing: none" in out
+    assert "init: " in out and f"tensors from {folder.best_checkpoint()}; missing: none" in out
 
 
 # ---- data faults --------------------------------------------------------------------------------
