@@ -11,8 +11,13 @@ import sys
 import torch
 from tqdm import tqdm
 
+from segrun.errors import UserError
 from segrun.layers import rescale, resize
 from segrun.models.base import ScaleFusingModel, SegmentationModel
+
+# Images above this many pixels are predicted in sliding windows only (segrun predict switches by
+# itself; eval and validation say to): class scores of a whole 8000x8000 image took 13.6 GB.
+LARGEST_WHOLE_IMAGE = 2048 * 2048
 
 
 def window_starts(size: int, window: int) -> list[int]:
@@ -79,6 +84,11 @@ def predict(model: SegmentationModel, images: torch.Tensor, scales=(1.0,), flip:
     fuses those scales by itself inside each of the outer `scales`."""
     if model_scales is not None and not isinstance(model, ScaleFusingModel):
         raise ValueError(f"{type(model).__name__} does not fuse scales; model_scales applies to scale-fusing models")
+    height, width = images.shape[-2:]
+    if window is None and height * width > LARGEST_WHOLE_IMAGE:
+        raise UserError(f"a {height}x{width} image is larger than segrun predicts whole ({LARGEST_WHOLE_IMAGE:,} "
+                        "pixels, the memory of its class scores grows with it); predict it in sliding windows: "
+                        "segrun eval --sliding 1024x1024, or eval.sliding / test.sliding in the spec")
 
     def forward(crop: torch.Tensor) -> torch.Tensor:
         return model(crop)[0] if model_scales is None else model.predict_scales(crop, model_scales)

@@ -13,14 +13,13 @@ from segrun.data.image_io import write_image
 from segrun.data.preview import colour_labels
 from segrun.data.transforms import build_pipeline
 from segrun.errors import UserError
-from segrun.inference import predict, sliding_labels
+from segrun.inference import LARGEST_WHOLE_IMAGE, predict, sliding_labels
 from segrun.models.weights import load_run_checkpoint
 from segrun.run_folder import locate
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # Above this many pixels an image's class scores (19 classes x H x W floats: 320 MB at 2048x2048)
 # are not held whole; it is predicted window by window.
-LARGEST_WHOLE_IMAGE = 2048 * 2048
 LARGE_IMAGE_WINDOW = (1024, 1024)
 
 
@@ -70,7 +69,8 @@ def _large_image_labels(model, image: np.ndarray, image_path: Path, normalise, w
 
 def predict_files(run_or_checkpoint: Path, inputs, out: Path, output_format: str, scales=None, flip=None,
                   progress: bool = True) -> int:
-    """Write one prediction per readable input; returns how many were written. Images above
+    """Write one prediction per readable input with the run's [test] options (else its [eval]), then
+    a UserError naming the unreadable inputs, if any; returns how many were written. Images above
     LARGEST_WHOLE_IMAGE pixels go through `_large_image_labels`."""
     import cv2
 
@@ -85,7 +85,8 @@ def predict_files(run_or_checkpoint: Path, inputs, out: Path, output_format: str
     model = task.model.to(device).eval()
     # Pixel-wise steps only, so the prediction lines up with the input image.
     normalise = build_pipeline([step for step in spec.data.val_pipeline if step.name == "Normalize"])
-    scales, flip = scales or spec.eval.scales, spec.eval.flip if flip is None else flip
+    options = spec.test or spec.eval  # the run's reported protocol, else its validation
+    scales, flip = scales or options.scales, options.flip if flip is None else flip
     written, skipped = 0, []
     for image_path, name in list_inputs(inputs):
         image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
@@ -97,9 +98,10 @@ def predict_files(run_or_checkpoint: Path, inputs, out: Path, output_format: str
         with torch.no_grad():
             if image.shape[0] * image.shape[1] <= LARGEST_WHOLE_IMAGE:
                 tensor = normalise(image=image)["image"].float().unsqueeze(0).to(device)
-                train_ids = predict(model, tensor, scales, flip, spec.eval.sliding).argmax(1)[0].byte().cpu().numpy()
+                train_ids = predict(model, tensor, scales, flip, options.sliding, options.combine,
+                                    options.model_scales).argmax(1)[0].byte().cpu().numpy()
             else:
-                train_ids = _large_image_labels(model, image, image_path, normalise, spec.eval.sliding, scales, flip,
+                train_ids = _large_image_labels(model, image, image_path, normalise, options.sliding, scales, flip,
                                                  device, progress)
         target = out / name.with_suffix(".png")
         if output_format == "color":
@@ -110,4 +112,8 @@ def predict_files(run_or_checkpoint: Path, inputs, out: Path, output_format: str
             write_image(target, TRAIN_ID_TO_LABEL_ID[train_ids])
         written += 1
     print(f"{out}: wrote {written} {output_format} predictions; skipped {len(skipped)} unreadable")
+    if skipped:  # the others are written; the exit status still says that not every input was predicted
+        names = ", ".join(str(path) for path in skipped[:3]) + (f" and {len(skipped) - 3} more" if len(skipped) > 3 else "")
+        raise UserError(f"{names}: not readable as images, not predicted; replace or remove them (the other {written} "
+                        f"predictions are in {out})")
     return written

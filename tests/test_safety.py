@@ -305,9 +305,8 @@ def test_each_data_fault_is_one_line_in_eval_and_data_stats(trained, fault, tmp_
     broken = break_files(dataset_split(spec_file, "val"), [fault])
     try:
         before = snapshot(folder)
-        commands = [["eval", str(folder.path), "--out", str(tmp_path / "eval.json"), "--no-progress"]]
-        if fault != "resized":  # data stats reads the labels only
-            commands.append(["data", "stats", str(spec_file)])
+        commands = [["eval", str(folder.path), "--out", str(tmp_path / "eval.json"), "--no-progress"],
+                    ["data", "stats", str(spec_file)]]  # stats reads the labels and the images' sizes
         for command in commands:
             capsys.readouterr()
             assert main(command) == 2, command
@@ -407,3 +406,14 @@ def test_predict_takes_a_large_image_in_windows_or_says_which_option(trained, tm
         f"segrun: error: {large}: 150x250 is larger than segrun predicts whole (6,144 pixels), so it is predicted in "
         "sliding windows at scale 1.0 only; pass --scales 1.0")
     assert snapshot(folder) == before and not (tmp_path / "out2").exists()
+
+
+def test_an_image_too_large_to_predict_whole_names_the_sliding_option():
+    from segrun.errors import UserError
+    from segrun.inference import predict
+    from segrun.models import create
+
+    model = create("hrnet", 3, backbone="hrnet_w18_small").eval()
+    with pytest.raises(UserError, match=r"a 2049x2048 image is larger than segrun predicts whole .* segrun eval "
+                                        r"--sliding 1024x1024, or eval.sliding / test.sliding in the spec$"):
+        predict(model, torch.zeros(1, 3, 2049, 2048))

@@ -79,10 +79,12 @@ def test_predict_in_every_format_skipping_unreadable_files(tiny, tmp_path, capsy
     for output_format in ("color", "trainid", "cityscapes"):
         out = tmp_path / output_format
         capsys.readouterr()
-        assert main(["predict", str(run), str(images), "--out", str(out), "--format", output_format]) == 0
-        printed = capsys.readouterr().out
-        assert "broken_leftImg8bit.png: not a readable image, skipped" in printed
-        assert f"wrote 2 {output_format} predictions; skipped 1 unreadable" in printed
+        assert main(["predict", str(run), str(images), "--out", str(out), "--format", output_format]) == 2
+        captured = capsys.readouterr()
+        assert "broken_leftImg8bit.png: not a readable image, skipped" in captured.out
+        assert f"wrote 2 {output_format} predictions; skipped 1 unreadable" in captured.out
+        assert captured.err == (f"segrun: error: {images / 'broken_leftImg8bit.png'}: not readable as images, not "
+                                f"predicted; replace or remove them (the other 2 predictions are in {out})\n")
         written = sorted(p.name for p in out.iterdir())
         assert written == sorted(p.name for p in images.iterdir() if p.name != "broken_leftImg8bit.png")
         prediction = cv2.imread(str(out / written[0]), cv2.IMREAD_UNCHANGED)

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from segrun.atomic_write import write_atomically
 
@@ -23,6 +24,15 @@ def read_label(path: Path) -> np.ndarray:
     if label.ndim != 2:
         raise OSError(f"{path}: not a single-channel label image")
     return label
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(height, width) of an image file from its header, without decoding its pixels."""
+    try:
+        with Image.open(path) as image:
+            return image.height, image.width
+    except (OSError, UnidentifiedImageError):
+        raise OSError(f"{path}: not a readable image") from None
 
 
 def write_image(path: Path, array: np.ndarray) -> None:

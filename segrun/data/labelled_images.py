@@ -6,7 +6,7 @@ import torch
 from torch.utils.data import Dataset
 
 from segrun.data.downloads import Layout
-from segrun.data.image_io import read_label, read_rgb
+from segrun.data.image_io import image_size, read_label, read_rgb
 from segrun.errors import DatasetError
 
 
@@ -68,9 +68,8 @@ class LabelledImages(Dataset):
             faults.append(f"{error}; replace it or remove it with its image")
         if label is not None:
             faults += filter(None, [self._value_fault(index, label)])
-        if image is not None and label is not None and image.shape[:2] != label.shape:
-            faults.append(f"{self.labels[index]}: {label.shape[0]}x{label.shape[1]} but its image {self.images[index]} "
-                          f"is {image.shape[0]}x{image.shape[1]}; an image and its label must be the same size")
+        if image is not None and label is not None:
+            faults += filter(None, [self._size_fault(index, image.shape, label)])
         return image, label, faults
 
     def faults(self, index: int) -> list[str]:
@@ -78,15 +77,26 @@ class LabelledImages(Dataset):
         return self._read(index)[2]
 
     def label(self, index: int) -> np.ndarray:
-        """Training ids of sample `index`, checked; DataFault for an unreadable file or a bad value."""
+        """Training ids of sample `index`, checked against its values and its image's size (read
+        from the image's header); DataFault for an unreadable file, a bad value or a size mismatch."""
         try:
             label = self.read_label(index)
         except OSError as error:
             raise DataFault(f"{error}; replace it or remove it with its image") from None
-        fault = self._value_fault(index, label)
+        try:
+            image_shape = image_size(self.images[index])
+        except OSError as error:
+            raise DataFault(f"{error}; replace it or remove it with its label") from None
+        fault = self._value_fault(index, label) or self._size_fault(index, image_shape, label)
         if fault:
             raise DataFault(fault)
         return label
+
+    def _size_fault(self, index: int, image_shape, label: np.ndarray) -> str | None:
+        if tuple(image_shape[:2]) == label.shape:
+            return None
+        return (f"{self.labels[index]}: {label.shape[0]}x{label.shape[1]} but its image {self.images[index]} is "
+                f"{image_shape[0]}x{image_shape[1]}; an image and its label must be the same size")
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image, label, faults = self._read(index)
