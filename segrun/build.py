@@ -21,6 +21,7 @@ from segrun import models, spec
 from segrun.atomic_write import write_atomically
 from segrun.data import DATASETS
 from segrun.data.datamodule import SegmentationDataModule
+from segrun.data.preview import viewable_dataset
 from segrun.data.sampling import epochs_vary_in_length
 from segrun.data.transforms import PipelineError, build_pipeline
 from segrun.errors import did_you_mean
@@ -33,6 +34,7 @@ from segrun.resolve import resolved_memory_format
 from segrun.run_folder import InitCheckpoint, RunFolder
 from segrun.spec import KeyProblem, PredictionSpec, Spec
 from segrun.task import SegmentationTask
+from segrun.validation_figures import ValidationFigures
 
 # ---- the spec ----------------------------------------------------------------------------------
 
@@ -137,6 +139,13 @@ def predictor(options: PredictionSpec):
                    model_scales=options.model_scales)
 
 
+def predicts_by_forward(options: PredictionSpec) -> bool:
+    """Whether predictor(options) gives the classes of the model's first output (its softmax, or with
+    combine "sum_logits" the logits themselves): one scale, no flip, no windows, the model's forward."""
+    return (tuple(options.scales) == (1.0,) and not options.flip and options.sliding is None
+            and options.model_scales is None)
+
+
 def task(loaded: Spec, load_weights: bool = True, init: InitCheckpoint | None = None) -> SegmentationTask:
     """The task of a spec; with load_weights, the model starts from model.pretrained, and from
     `init` (the spec's run_folder.init_checkpoint, resolved once by the caller) when given. The
@@ -152,10 +161,11 @@ def task(loaded: Spec, load_weights: bool = True, init: InitCheckpoint | None = 
     if loaded.trainer.compile:
         network.compile()
     dataset_class = DATASETS[loaded.data.dataset]
-    return SegmentationTask(network, losses(loaded), [loss.weight for loss in loaded.loss], dataset_class.num_classes,
+    return SegmentationTask(network, losses(loaded), [loss.weight for loss in loaded.loss],
+                            models.output_names(loaded.model), dataset_class.num_classes,
                             dataset_class.class_names, dataset_class.ignore_index,
-                            optimization(loaded.optimizer, loaded.schedule),
-                            predictor(loaded.eval), channels_last=channels_last,
+                            optimization(loaded.optimizer, loaded.schedule), predictor(loaded.eval),
+                            predict_is_forward=predicts_by_forward(loaded.eval), channels_last=channels_last,
                             test_predict=None if loaded.test is None else predictor(loaded.test))
 
 
@@ -178,11 +188,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def trainer(loaded: Spec, folder: RunFolder, progress: bool = True, callbacks=()) -> pl.Trainer:
-    """The training Trainer: best and last checkpoints, a checkpoint on interruption, TensorBoard and
-    CSV logs in the run folder, and any extra `callbacks`."""
+    """The training Trainer: best and last checkpoints, a checkpoint on interruption, TensorBoard
+    (with the validation figures) and CSV logs in the run folder, and any extra `callbacks`."""
     t = loaded.trainer
     callbacks = [
         *callbacks,
+        ValidationFigures(loaded.eval.log_images, partial(viewable_dataset, loaded.data, "val"),
+                          attention_scales=loaded.eval.model_scales),
         ModelCheckpoint(dirpath=folder.checkpoints, filename="best-epoch={epoch:03d}", auto_insert_metric_name=False,
                         monitor="val/mIoU", mode="max", save_top_k=1),
         # Its own callback: Lightning's save_last only rewrites last.ckpt when the best one changes.
