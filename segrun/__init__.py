@@ -1,6 +1,8 @@
 """segrun: reproducible semantic-segmentation experiments from TOML specs."""
 
-__version__ = "0.1.0"
+from segrun.version import __version__
+
+__all__ = ["__version__", "load"]
 
 
 def load(source, spec=None, overrides=(), device=None, **options):
