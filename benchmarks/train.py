@@ -76,7 +76,8 @@ def row_spec(loaded: Spec, loss_name: str | None, recipe: Recipe, device: torch.
     trainer = resolve_trainer(attrs.evolve(loaded.trainer, precision=recipe.precision, memory_format=recipe.memory_format,
                                            accelerator=accelerator, devices=1, num_nodes=1, strategy="auto",
                                            compile=False, epochs=1, max_steps=-1), where=f"recipe {recipe.name}")
-    return attrs.evolve(loaded, trainer=trainer)
+    # no validation images logged: they would read the dataset, which the synthetic batches stand in for
+    return attrs.evolve(loaded, trainer=trainer, eval=attrs.evolve(loaded.eval, log_images=0))
 
 
 class StepTimer(Callback):

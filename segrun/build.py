@@ -34,6 +34,7 @@ from segrun.resolve import resolved_memory_format
 from segrun.run_folder import InitCheckpoint, RunFolder
 from segrun.spec import KeyProblem, PredictionSpec, Spec
 from segrun.task import SegmentationTask
+from segrun.validation_figures import ValidationFigures
 
 # ---- the spec ----------------------------------------------------------------------------------
 
@@ -149,6 +150,13 @@ def predictor(options: PredictionSpec):
                    model_scales=options.model_scales)
 
 
+def predicts_by_forward(options: PredictionSpec) -> bool:
+    """Whether predictor(options) gives the classes of the model's first output (its softmax, or with
+    combine "sum_logits" the logits themselves): one scale, no flip, no windows, the model's forward."""
+    return (tuple(options.scales) == (1.0,) and not options.flip and options.sliding is None
+            and options.model_scales is None)
+
+
 def task(loaded: Spec, load_weights: bool = True, init: InitCheckpoint | None = None) -> SegmentationTask:
     """The task of a spec; with load_weights, the model starts from model.pretrained, and from
     `init` (the spec's run_folder.init_checkpoint, resolved once by the caller) when given. The
@@ -164,10 +172,11 @@ def task(loaded: Spec, load_weights: bool = True, init: InitCheckpoint | None = 
     if loaded.trainer.compile:
         network.compile()
     dataset_class = DATASETS[loaded.data.dataset]
-    return SegmentationTask(network, losses(loaded), [loss.weight for loss in loaded.loss], dataset_class.num_classes,
+    return SegmentationTask(network, losses(loaded), [loss.weight for loss in loaded.loss],
+                            models.output_names(loaded.model), dataset_class.num_classes,
                             dataset_class.class_names, dataset_class.ignore_index,
-                            optimization(loaded.optimizer, loaded.schedule),
-                            predictor(loaded.eval), channels_last=channels_last,
+                            optimization(loaded.optimizer, loaded.schedule), predictor(loaded.eval),
+                            predict_is_forward=predicts_by_forward(loaded.eval), channels_last=channels_last,
                             test_predict=None if loaded.test is None else predictor(loaded.test))
 
 
@@ -231,12 +240,20 @@ def ctrl_c_as_keyboard_interrupt(trainer: pl.Trainer, message: Callable[[], str]
         raise KeyboardInterrupt(message()) from None
 
 
+def _viewable_val_set(data):
+    from segrun.data.preview import viewable_dataset  # imports albumentations (see _check_pipelines)
+
+    return viewable_dataset(data, "val")
+
+
 def trainer(loaded: Spec, folder: RunFolder, progress: bool = True, callbacks=()) -> pl.Trainer:
-    """The training Trainer: best and last checkpoints, a checkpoint on interruption, TensorBoard and
-    CSV logs in the run folder, and any extra `callbacks`."""
+    """The training Trainer: best and last checkpoints, a checkpoint on interruption, TensorBoard
+    (with the validation figures) and CSV logs in the run folder, and any extra `callbacks`."""
     t = loaded.trainer
     callbacks = [
         *callbacks,
+        ValidationFigures(loaded.eval.log_images, partial(_viewable_val_set, loaded.data),
+                          attention_scales=loaded.eval.model_scales),
         ModelCheckpoint(dirpath=folder.checkpoints, filename="best-epoch={epoch:03d}", auto_insert_metric_name=False,
                         monitor="val/mIoU", mode="max", save_top_k=1),
         # Its own callback: Lightning's save_last only rewrites last.ckpt when the best one changes.

@@ -59,6 +59,12 @@ def start_checkpoint(previous: RunFolder, start_from: str | None) -> Path | None
     return previous.best_checkpoint() or None
 
 
+def _describe(label: str, status: str, stage, spec: Spec) -> None:
+    """A stage of `chain --dry-run`: its status, its spec file and overrides, its resolved spec."""
+    body = "".join(f"    {line}\n" for line in dumps(spec).splitlines())
+    print(f"{label}: {status}\n  {stage.spec} {' '.join(stage.overrides)}\n{body}")
+
+
 def run_chain(chain_path: Path, runs_dir: Path, dry_run: bool = False, progress: bool = True) -> list[RunFolder]:
     """Run (or with dry_run, describe) every stage in order; returns the stage run folders."""
     chain = load_chain(chain_path)
@@ -72,7 +78,10 @@ def run_chain(chain_path: Path, runs_dir: Path, dry_run: bool = False, progress:
                 if not dry_run:
                     raise UserError(f"chain {chain.name}: {label} starts from the {stage.start_from or 'best'} checkpoint "
                                     f"of the previous stage, which has none")
-                print(f"{label}: waiting for the previous stage's {stage.start_from or 'best'} checkpoint")
+                # Its folder's name hashes that checkpoint's content: unknown until it exists.
+                source = f"the {stage.start_from or 'best'} checkpoint of stage {index - 1} ({chain.stage[index - 1].name})"
+                spec = resolve(stage_spec(chain, chain_path, index, None, [f"init='<{source}>'"]))
+                _describe(label, f"to run after stage {index - 1}, from {source}", stage, spec)
                 folders = []
                 continue
         spec = stage_spec(chain, chain_path, index, init)
@@ -81,8 +90,7 @@ def run_chain(chain_path: Path, runs_dir: Path, dry_run: bool = False, progress:
         folder = planned_run_folder(spec, runs_dir, start)
         if dry_run:
             status = "done" if folder.finished else "interrupted, will resume" if folder.path.exists() else "to run"
-            body = "".join(f"    {line}\n" for line in dumps(spec).splitlines())
-            print(f"{label}: {status}: {folder.path}\n  {stage.spec} {' '.join(stage.overrides)}\n{body}")
+            _describe(label, f"{status}: {folder.path}", stage, spec)
             folders.append(folder)
             continue
         print(f"chain {chain.name}: {label} in {folder.path}")

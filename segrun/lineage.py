@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-import segrun
+from segrun.version import __version__
 
 PACKAGES = ("torch", "pytorch-lightning", "torchmetrics", "timm", "albumentations", "numpy")
 
@@ -21,7 +21,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def segrun_commit(source: Path = Path(segrun.__file__).parent) -> str | None:
+def segrun_commit(source: Path = Path(__file__).resolve().parent) -> str | None:
     """The git commit segrun runs from, with "-dirty" when tracked files differ from it; else
     $SEGRUN_COMMIT (for a copy of the code without .git, as on a lent GPU machine), else None."""
     def git(*args: str) -> subprocess.CompletedProcess:
@@ -39,7 +39,7 @@ def segrun_commit(source: Path = Path(segrun.__file__).parent) -> str | None:
 
 
 def package_versions() -> dict[str, str | None]:
-    versions = {"segrun": segrun.__version__}  # also when run from a checkout that pip never installed
+    versions = {"segrun": __version__}  # also when run from a checkout that pip never installed
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)

@@ -16,14 +16,19 @@ class NonFiniteLoss(RuntimeError):
 
 
 class SegmentationTask(pl.LightningModule):
-    def __init__(self, model: nn.Module, losses: list[nn.Module], loss_weights: list[float], num_classes: int,
-                 class_names, ignore_index: int, configure_optimization: Callable[..., dict],
-                 predict: Callable[[nn.Module, torch.Tensor], torch.Tensor], channels_last: bool = False,
+    def __init__(self, model: nn.Module, losses: list[nn.Module], loss_weights: list[float], output_names,
+                 num_classes: int, class_names, ignore_index: int, configure_optimization: Callable[..., dict],
+                 predict: Callable[[nn.Module, torch.Tensor], torch.Tensor], predict_is_forward: bool = False,
+                 channels_last: bool = False,
                  test_predict: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None):
         super().__init__()
         self.channels_last = channels_last  # batches follow the model's memory format
         self.model = model
         self.predict = predict  # (model, images) -> class scores, with the spec's [eval] options
+        # predict is the softmax of the model's first output (one scale, no flip, no windows): validation
+        # takes it from the forward its losses need, instead of running the model twice
+        self.predict_is_forward = predict_is_forward
+        self.output_names = tuple(output_names)  # of the model's outputs, in order (val/loss/<name>)
         self.test_predict = test_predict  # the same with its [test] options (trainer.test), if it has any
         self.losses = nn.ModuleList(losses)  # losses[i] applies to the model's output i
         self.loss_weights = loss_weights
@@ -54,7 +59,15 @@ class SegmentationTask(pl.LightningModule):
 
     def validation_step(self, batch, batch_index: int) -> None:
         images, target = batch
-        self.iou.update(self.predict(self.model, self._in_layout(images)), target)
+        images = self._in_layout(images)
+        outputs = self.model(images)
+        losses = [criterion(output, target) for criterion, output in zip(self.losses, outputs)]
+        for name, loss in zip(self.output_names, losses):
+            self.log(f"val/loss/{name}", loss, sync_dist=True, batch_size=images.shape[0])
+        self.log("val/loss", sum(weight * loss for weight, loss in zip(self.loss_weights, losses)), sync_dist=True,
+                 batch_size=images.shape[0])
+        scores = outputs[0].float().softmax(1) if self.predict_is_forward else self.predict(self.model, images)
+        self.iou.update(scores, target)
 
     def test_step(self, batch, batch_index: int) -> None:
         images, target = batch

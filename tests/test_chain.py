@@ -101,4 +101,9 @@ def test_shipped_chains_load(path, capsys):
     chain = load_chain(path)
     assert len(chain.stage) == 3
     assert main(["chain", str(path), "--dry-run", "--runs", "/nonexistent-runs"]) == 0
-    assert "stage 0 (fine): to run" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "stage 0 (fine): to run" in out
+    # every stage's resolved spec, the later ones naming the checkpoint they start from
+    assert out.count("[model]") == 3
+    assert "to run after stage 0, from the best checkpoint of stage 0 (fine)" in out
+    assert 'init = "<the best checkpoint of stage 0 (fine)>"' in out and 'init = "<the best checkpoint of stage 1 (' in out

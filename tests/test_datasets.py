@@ -85,7 +85,8 @@ def test_prepare_names_an_unreadable_coarse_label_skips_it_and_continues(tmp_pat
     assert main(["data", "prepare", "cityscapes", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert f"{truncated}: not a readable image, skipped" in out
-    assert "wrote 8 files" in out  # 3 + 2 fine, 3 coarse of the 4 (the broken image's label included)
+    assert "wrote 8 files\n" in out  # 3 + 2 fine, 3 coarse of the 4 (the broken image's label included)
+    assert "already prepared" not in out  # nothing was, in a fresh folder
     coarse = DATASETS["cityscapes_coarse"](tmp_path, "train")
     assert len(coarse) == 2 and "bamberg_000000_000019 (its label bamberg_000000_000019_gtCoarse_labelIds.png " \
         "cannot be read)" in coarse.left_out
@@ -99,7 +100,9 @@ def test_prepare_names_an_unreadable_coarse_label_skips_it_and_continues(tmp_pat
     fine.write_bytes(fine.read_bytes()[:100])
     fine.with_name(fine.name.replace("labelIds", "labelTrainIds")).unlink()
     assert main(["data", "prepare", "cityscapes", str(tmp_path)]) == 0
-    assert f"{fine}: not a readable image, skipped" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"{fine}: not a readable image, skipped" in out
+    assert "wrote 0 files (everything readable was already prepared)" in out
     with pytest.raises(DatasetError, match=r"lindau_000000_000019_gtFine_labelTrainIds\.png: missing \(1 of 2 val"):
         DATASETS["cityscapes_coarse"](tmp_path, "val")
 
@@ -181,4 +184,5 @@ def test_a_few_training_steps_per_dataset(dataset, tmp_path, tiny_spec, capsys):
     assert "train: " in out and "val: 2 images" in out and "%" in out
     assert main(["data", "show", str(path), "--n", "2", "--out", str(tmp_path / "grid.png")]) == 0
     grid = cv2.imread(str(tmp_path / "grid.png"))
-    assert grid.shape[0] == 2 * (64 + 4) and grid.shape[1] == 2 * 96
+    assert grid.shape[0] == 2 * (64 + 4) and grid.shape[1] > 2 * 96  # image | labels, then the legend
+    assert (grid[:, 2 * 96:] == 255).mean() > 0.5  # a white legend of swatches and class names

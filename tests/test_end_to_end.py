@@ -21,6 +21,18 @@ def logged_losses(folder, version=0):
         return [(int(row["step"]), float(row["train/loss"])) for row in csv.DictReader(file) if row.get("train/loss")]
 
 
+def tensorboard_tags(folder) -> dict[str, list[str]]:
+    """The tags of each kind ("images", "scalars") in a run folder's TensorBoard event files."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = {"images": [], "scalars": []}
+    for events in (folder / "logs" / "tensorboard").rglob("events.out.tfevents.*"):
+        found = EventAccumulator(str(events), size_guidance={"images": 0}).Reload().Tags()
+        for kind in tags:
+            tags[kind] += found[kind]
+    return tags
+
+
 def test_training_writes_a_complete_run_folder_and_the_loss_falls(tiny, tmp_path, capsys):
     assert main([str(tiny), "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
     loaded = build.load_spec(tiny)
@@ -28,7 +40,12 @@ def test_training_writes_a_complete_run_folder_and_the_loss_falls(tiny, tmp_path
     assert build.read_spec((folder / "spec.toml").read_text()) == resolve(loaded)  # "auto" resolved for this machine
     assert (folder / "checkpoints" / "last.ckpt").is_file()
     assert list((folder / "checkpoints").glob("best-epoch=*.ckpt"))
-    assert list((folder / "logs" / "tensorboard").rglob("events.out.tfevents.*"))
+    # TensorBoard holds, beside the scalars, the validation figures: image | labels | prediction for
+    # eval.log_images (4) images spread over the val set, and the confusion matrix
+    tags = tensorboard_tags(folder)
+    assert {"val/examples/0", "val/examples/1", "val/examples/2", "val/examples/3", "val/confusion_matrix"} <= set(
+        tags["images"])
+    assert {"val/mIoU", "val/loss", "val/loss/out"} <= set(tags["scalars"])
     metrics = json.loads((folder / "metrics.json").read_text())
     assert {"mIoU", "pixel_accuracy", "per_class_iou", "epoch", "step"} <= set(metrics)
     assert 0.0 <= metrics["mIoU"] <= 1.0 and len(metrics["per_class_iou"]) == 19
@@ -82,10 +99,14 @@ def test_each_model_trains_a_few_steps_and_evaluates(name, tmp_path, tiny_spec, 
 
     outputs = len(output_names(ModelSpec(name=name, backbone="hrnet_w18_small")))
     path = tiny_spec(STUDY_LOSSES[outputs])
-    overrides = [f"model.name={name}", "trainer.max_steps=2", "eval.scales=[0.5, 1.0]"]
+    # 4 steps: one epoch, so a validation runs while fitting and logs its figures
+    overrides = [f"model.name={name}", "trainer.max_steps=4", "eval.scales=[0.5, 1.0]"]
     assert main([str(path), *overrides, "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
     folder = tmp_path / "runs" / f"tiny-{spec.spec_hash(resolve(build.load_spec(path, overrides)))}"
     assert (folder / "metrics.json").is_file()
+    tags = tensorboard_tags(folder)
+    assert {f"val/loss/{output}" for output in output_names(ModelSpec(name=name))} <= set(tags["scalars"])
+    assert ("val/attention/0" in tags["images"]) == (name == "hrnet_ocr_ms")
 
     assert main(["eval", str(folder), "--scales", "1.0,0.75", "--flip", "--sliding", "48x64", "--no-progress"]) == 0
     result = json.loads((folder / "eval.json").read_text())

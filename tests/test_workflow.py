@@ -39,6 +39,11 @@ def test_split_values_keeps_arrays_and_strings_whole():
         sweep_members([], ["epochs"], None)
 
 
+def test_a_sweep_member_that_does_not_load_is_named(tiny, tmp_path, capsys):
+    assert main([str(tiny), "--sweep", "model.name=hrnet,hrnet_ocr", "--runs", str(tmp_path / "runs"), "--print"]) == 2
+    assert "sweep member 2 of 2 (model.name=hrnet_ocr): " in capsys.readouterr().err
+
+
 def test_sweep_of_two_by_two_with_two_seeds_then_report(tiny, tmp_path, capsys):
     runs = tmp_path / "runs"
     sweep = ["--sweep", "optimizer.lr=0.002,0.001", "--sweep", "trainer.log_every_n_steps=1,2", "--seeds", "2"]

@@ -48,7 +48,7 @@ def _prepare(args: argparse.Namespace) -> None:
     from segrun.data import DOWNLOAD_NAMES
 
     written = DOWNLOAD_NAMES[args.dataset].prepare(args.root)
-    print(f"{args.root}: wrote {written} files (the others were already prepared)")
+    print(f"{args.root}: wrote {written} files" + ("" if written else " (everything readable was already prepared)"))
 
 
 def _split(args: argparse.Namespace, split: str):

@@ -18,13 +18,19 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 
 def _train(args: argparse.Namespace) -> None:
     from segrun import build, runner
+    from segrun.errors import UserError
     from segrun.sweep import command_line, sweep_members
 
     if not args.sweep and args.seeds is None and not args.print:
         runner.train(build.load_spec(args.spec, args.overrides), args.runs, args.force, progress=not args.no_progress)
         return
     members = sweep_members(args.overrides, args.sweep, args.seeds)
-    specs = [build.load_spec(args.spec, overrides) for overrides in members]  # every member is checked before any trains
+    specs = []  # every member is checked before any trains
+    for number, overrides in enumerate(members, start=1):
+        try:
+            specs.append(build.load_spec(args.spec, overrides))
+        except UserError as error:
+            raise UserError(f"sweep member {number} of {len(members)} ({' '.join(overrides)}): {error}") from None
     if args.print:
         print("\n".join(command_line(args.spec, overrides, args.runs) for overrides in members))
         return

@@ -26,3 +26,8 @@ class ScaleFusingModel(SegmentationModel):
     @abc.abstractmethod
     def predict_scales(self, images: torch.Tensor, scales) -> torch.Tensor:
         """Logits [N, classes, H, W] at the input's size, fused over `scales` (which include 1.0)."""
+
+    @abc.abstractmethod
+    def scale_attention(self, images: torch.Tensor, scales) -> list[torch.Tensor]:
+        """Per scale, the attention [N, 1, H, W] in [0, 1] (at the input's size) that the fusion
+        gives the prediction at that scale."""

@@ -71,6 +71,10 @@ class HRNetMscaleOCR(ScaleFusingModel):
             logits_hi,
         ]
 
+    def scale_attention(self, images: torch.Tensor, scales) -> list[torch.Tensor]:
+        return [resize(self.single_scale(rescale(images, scale, self.align_corners))[2], images.shape[-2:],
+                       self.align_corners) for scale in scales]
+
     def predict_scales(self, images: torch.Tensor, scales) -> torch.Tensor:
         """Hierarchical inference over `scales` (which must include 1.0), from the highest down:
         a scale s >= 1 after a larger one: joint = a * p_s + (1 - a) * down(joint); a scale

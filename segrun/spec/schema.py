@@ -219,6 +219,9 @@ class EvalSpec(PredictionSpec):
 
     every_n_epochs: int = field(default=1, validator=at_least(1))
     batch_size: int = field(default=1, validator=at_least(1))
+    # validation images shown in TensorBoard at each validation (image | labels | prediction), the
+    # same ones every time; 0: none (the confusion matrix and losses are logged either way)
+    log_images: int = field(default=4, validator=at_least(0))
 
 
 @frozen

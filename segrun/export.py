@@ -1,0 +1,65 @@
+"""`segrun export`: what segrun.load predicts, as an ONNX model or a torch.export program (.pt2)
+for deployment. The graph takes float32 RGB images [N, 3, H, W] with values 0-255 (the spec's
+normalisation is inside) of any height and width from 33 pixels up (66 where a 0.5x scale is
+predicted, as hrnet_ocr_ms does: its coarsest features must be larger than one pixel, else the
+program's shape checks refuse the image), and returns `labels` (int64
+train ids [N, H, W]) and `scores` (float32 [N, classes, H, W]: mean probabilities, or summed
+logits where the protocol sums them)."""
+from pathlib import Path
+
+import attrs
+import torch
+from torch import nn
+
+from segrun.errors import UserError
+from segrun.predictor import PredictionModule, load
+
+FORMATS = ("onnx", "pt2")
+
+
+class LabelsAndScores(nn.Module):
+    def __init__(self, prediction: PredictionModule):
+        super().__init__()
+        self.prediction = prediction
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = self.prediction(images)
+        return scores.argmax(1), scores
+
+
+def exported_program(prediction: PredictionModule) -> torch.export.ExportedProgram:
+    """The program of `prediction` (on the CPU) for any batch size, height and width."""
+    # batch 2: a batch of 1 would be fixed at 1; large enough that even a 0.5x scale's coarsest
+    # feature map has more than one row and column, where export would otherwise specialise
+    example = torch.randint(0, 256, (2, 3, 192, 256)).float()
+    dynamic = torch.export.Dim.DYNAMIC  # the bounds are what the model's resizes allow, found by export
+    with torch.no_grad():
+        return torch.export.export(LabelsAndScores(prediction).eval(), (example,),
+                                   dynamic_shapes=({0: dynamic, 2: dynamic, 3: dynamic},))
+
+
+def export(source, out: Path, output_format: str = "onnx", spec=None, overrides=(), **options) -> Path:
+    """Export what segrun.load(source, spec, overrides, **options) predicts to `out`. Sliding windows
+    are left out (their number depends on the image size): the graph predicts whole images."""
+    if output_format not in FORMATS:
+        raise UserError(f"--format {output_format}: expected one of {', '.join(FORMATS)}")
+    predictor = load(source, spec, overrides, device="cpu", **options)
+    prediction = predictor.module
+    if prediction.options.sliding is not None:
+        print(f"sliding windows {prediction.options.sliding[0]}x{prediction.options.sliding[1]} left out: the exported "
+              "model predicts whole images")
+        prediction.options = attrs.evolve(prediction.options, sliding=None)
+    program = exported_program(prediction)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if output_format == "pt2":
+        torch.export.save(program, out)
+    else:
+        try:
+            import onnxscript  # noqa: F401  (torch's ONNX exporter needs it)
+        except ImportError:
+            raise UserError("--format onnx needs onnx and onnxscript: pip install -e \".[export]\"") from None
+        torch.onnx.export(program, f=out, input_names=["images"], output_names=["labels", "scores"],
+                          external_data=False, verbose=False)
+    print(f"{out}: {predictor.spec.model.name} ({output_format}), images float32 [N, 3, H, W] 0-255 RGB in, "
+          f"labels [N, H, W] and scores [N, {len(predictor.class_names)}, H, W] out")
+    return out

@@ -1,0 +1,55 @@
+"""segrun export: the ONNX model run by onnxruntime and the torch.export program predict what
+segrun.load predicts, at sizes other than the one exported with."""
+import numpy as np
+import pytest
+import torch
+
+import segrun
+from segrun import build
+from segrun.cli import main
+from segrun.data.image_io import read_rgb
+
+MS_OCR = ["model.name=hrnet_ocr_ms", 'loss=[{name="ce"}, {name="ce"}, {name="ce"}, {name="ce"}]']
+
+
+def agreement(labels: np.ndarray, expected: np.ndarray) -> float:
+    assert labels.shape == expected.shape
+    return float((labels == expected).mean())
+
+
+def test_the_onnx_model_agrees_with_segrun_load(tiny_spec, tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    path = tiny_spec(train_images=8, val_images=2, epochs=1)
+    assert main([str(path), "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert main(["export", str(folder), "--out", str(tmp_path / "model.onnx")]) == 0
+
+    predictor = segrun.load(folder)
+    session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    image = read_rgb(next((tmp_path / "data" / "leftImg8bit" / "val").rglob("*.png")))
+    odd = np.ascontiguousarray(np.concatenate([image, image[:37]])[:, :99])  # 101x99: not the exported size
+    for picture in (image, odd):
+        labels, scores = session.run(None, {"images": picture.transpose(2, 0, 1)[None].astype(np.float32)})
+        assert scores.shape == (1, 19, *picture.shape[:2])
+        assert agreement(labels[0], predictor.predict(picture)) >= 0.999
+
+
+def test_ms_ocr_exports_its_scale_fusion_as_a_torch_export_program(tiny_spec, tmp_path):
+    path = tiny_spec()
+    torch.manual_seed(0)
+    torch.save(build.model(build.load_spec(path, MS_OCR)).state_dict(), tmp_path / "weights.pth")
+    out = tmp_path / "model.pt2"
+    assert main(["export", str(tmp_path / "weights.pth"), *MS_OCR, "--spec", str(path), "--out", str(out),
+                 "--format", "pt2"]) == 0
+
+    predictor = segrun.load(tmp_path / "weights.pth", spec=path, overrides=MS_OCR)
+    program = torch.export.load(out).module()
+    image = np.random.default_rng(0).integers(0, 256, (90, 70, 3), dtype=np.uint8)
+    with torch.no_grad():
+        labels, _ = program(torch.from_numpy(image).permute(2, 0, 1)[None].float())
+    assert agreement(labels[0].numpy(), predictor.predict(image)) >= 0.999
+
+
+def test_overrides_without_a_spec_are_refused(tmp_path, capsys):
+    assert main(["export", str(tmp_path), "model.name=hrnet", "--out", str(tmp_path / "m.onnx")]) == 2
+    assert "overrides apply to --spec SPEC" in capsys.readouterr().err
