@@ -23,6 +23,7 @@ from torch import nn
 from segrun import models, spec
 from segrun.atomic_write import write_atomically
 from segrun.data import DATASETS
+from segrun.data.preview import viewable_dataset
 from segrun.data.sampling import epochs_vary_in_length
 from segrun.errors import did_you_mean
 from segrun.inference import predict
@@ -240,19 +241,13 @@ def ctrl_c_as_keyboard_interrupt(trainer: pl.Trainer, message: Callable[[], str]
         raise KeyboardInterrupt(message()) from None
 
 
-def _viewable_val_set(data):
-    from segrun.data.preview import viewable_dataset  # imports albumentations (see _check_pipelines)
-
-    return viewable_dataset(data, "val")
-
-
 def trainer(loaded: Spec, folder: RunFolder, progress: bool = True, callbacks=()) -> pl.Trainer:
     """The training Trainer: best and last checkpoints, a checkpoint on interruption, TensorBoard
     (with the validation figures) and CSV logs in the run folder, and any extra `callbacks`."""
     t = loaded.trainer
     callbacks = [
         *callbacks,
-        ValidationFigures(loaded.eval.log_images, partial(_viewable_val_set, loaded.data),
+        ValidationFigures(loaded.eval.log_images, partial(viewable_dataset, loaded.data, "val"),
                           attention_scales=loaded.eval.model_scales),
         ModelCheckpoint(dirpath=folder.checkpoints, filename="best-epoch={epoch:03d}", auto_insert_metric_name=False,
                         monitor="val/mIoU", mode="max", save_top_k=1),

@@ -6,7 +6,6 @@ import numpy as np
 
 from segrun.data import DATASETS, resolve_root
 from segrun.data.image_io import write_image
-from segrun.data.transforms import build_pipeline
 from segrun.spec import DataSpec, Spec
 
 
@@ -20,6 +19,8 @@ def colour_labels(label: np.ndarray, palette) -> np.ndarray:
 def viewable_dataset(data: DataSpec, split: str):
     """The dataset of `split` after the data spec's pipeline for that split, without Normalize (so
     the colours stay viewable); sample i is sample i of the training or validation set."""
+    from segrun.data.transforms import build_pipeline  # albumentations: imported only where a dataset is viewed
+
     steps = data.train_pipeline if split == "train" else data.val_pipeline
     return DATASETS[data.dataset](resolve_root(data.root), split, build_pipeline([s for s in steps if s.name != "Normalize"]))
 
