@@ -1,5 +1,7 @@
 """The benchmark commands at tiny sizes on the CPU: they run, and their JSON has the promised shape."""
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -92,3 +94,25 @@ def test_bench_suite_tiny_on_cpu(tmp_path):
     assert "== bench train: 2 rows" in (folder / "suite.log").read_text()
     # a second run the same day never replaces the first one's results
     assert main(["bench", "suite", "--device", "cpu", "--size", "tiny", "--out", str(tmp_path)]) == 2
+
+
+def test_the_benchmarks_import_where_albumentations_is_missing():
+    """A GPU machine's image may lack albumentations: bench ops, train and suite must still run there."""
+    code = ("import sys; sys.modules['albumentations'] = None; "  # any import of it now fails
+            "import benchmarks.suite, benchmarks.train, benchmarks.ops, segrun.build; print('imported')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.stdout.strip() == "imported", done.stderr
+
+
+def test_bench_data_is_skipped_with_a_message_without_albumentations(monkeypatch, tmp_path):
+    import importlib.util
+
+    from benchmarks import suite
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "albumentations" else real_find_spec(name, *args))
+    monkeypatch.setitem(suite.SIZES, "tiny", {**suite.SIZES["tiny"], "recipes": ("32/contiguous/off",)})
+    summary = suite.run("cpu", "tiny", tmp_path)
+    outcomes = {row["section"]: row["outcome"] for row in summary["sections"]}
+    assert outcomes["bench data"] == "skipped: albumentations is not installed here (bench data times its pipelines)"
