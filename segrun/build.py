@@ -34,7 +34,7 @@ from segrun.optim import optimization
 from segrun.resolve import resolved_memory_format
 from segrun.run_folder import InitCheckpoint, RunFolder
 from segrun.spec import KeyProblem, PredictionSpec, Spec
-from segrun.task import SegmentationTask
+from segrun.task import NonFiniteLoss, SegmentationTask
 from segrun.validation_figures import ValidationFigures
 
 # ---- the spec ----------------------------------------------------------------------------------
@@ -219,9 +219,10 @@ class InterruptionCheckpoint(OnExceptionCheckpoint):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.training = False
 
-    def on_exception(self, trainer: pl.Trainer, *args, **kwargs) -> None:
-        if self.training:
-            super().on_exception(trainer, *args, **kwargs)
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        # After a non-finite loss the weights took a step without gradients: last.ckpt is the good state.
+        if self.training and not isinstance(exception, NonFiniteLoss):
+            super().on_exception(trainer, pl_module, exception)
             self.written = True
 
 

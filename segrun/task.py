@@ -37,6 +37,8 @@ class SegmentationTask(pl.LightningModule):
         self.configure_optimization = configure_optimization
         self.last_val_scores: dict | None = None  # JSON form of the latest validation
         self.last_test_scores: dict | None = None  # and of the latest test
+        self._finite: torch.Tensor | None = None  # whether this step's loss is finite (on the device)
+        self._first_bad: torch.Tensor | None = None  # see _watch_finite
 
     def _in_layout(self, images: torch.Tensor) -> torch.Tensor:
         return images.contiguous(memory_format=torch.channels_last) if self.channels_last else images
@@ -49,13 +51,53 @@ class SegmentationTask(pl.LightningModule):
         outputs = self.model(self._in_layout(images))
         loss = sum(weight * criterion(output, target)
                    for weight, criterion, output in zip(self.loss_weights, self.losses, outputs))
-        if not torch.isfinite(loss):
-            # Raised before backward, so no weight has seen the bad value; last.ckpt stays the last good one.
-            raise NonFiniteLoss(f"the training loss became {loss.item()} at step {self.global_step} (epoch "
-                                f"{self.current_epoch}); the last good checkpoint is checkpoints/last.ckpt. Lower "
-                                "optimizer.lr, check the labels, or set trainer.detect_anomaly = true to find the op")
+        self._watch_finite(loss.detach())
         self.log("train/loss", loss, prog_bar=True, batch_size=images.shape[0])
         return loss
+
+    # A non-finite loss is caught without a host-device synchronisation per step: the step is recorded
+    # on the device, its gradients are zeroed there before the optimizer runs (so no weight takes
+    # anything of it), and the run stops at the next point where Lightning synchronises anyway (a
+    # logging step) or before anything is checkpointed (validation, the end of an epoch or of training).
+
+    def _watch_finite(self, loss: torch.Tensor) -> None:
+        if self._first_bad is None:  # (step, epoch, loss) of the first non-finite loss; step -1: none yet
+            self._first_bad = torch.tensor([-1.0, 0.0, 0.0], device=loss.device, dtype=torch.float64)
+        self._finite = torch.isfinite(loss)
+        first = ~self._finite & (self._first_bad[0] < 0)
+        here = torch.stack([torch.tensor(float(self.global_step), device=loss.device, dtype=torch.float64),
+                            torch.tensor(float(self.current_epoch), device=loss.device, dtype=torch.float64),
+                            loss.to(torch.float64)])
+        self._first_bad = torch.where(first, here, self._first_bad)
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        if self._finite is not None:
+            for parameter in self.parameters():
+                if parameter.grad is not None:
+                    parameter.grad.masked_fill_(~self._finite, 0.0)
+
+    def _stop_if_a_loss_was_not_finite(self) -> None:
+        if self._first_bad is None:
+            return
+        step, epoch, loss = self._first_bad.tolist()  # the one synchronisation
+        if step >= 0:
+            raise NonFiniteLoss(f"the training loss became {loss} at step {int(step)} (epoch {int(epoch)}); the last "
+                                "good checkpoint is checkpoints/last.ckpt. Lower optimizer.lr, check the labels, or "
+                                "set trainer.detect_anomaly = true to find the op")
+
+    def on_train_batch_end(self, outputs, batch, batch_index: int) -> None:
+        if (self.global_step % self.trainer.log_every_n_steps) == 0:
+            self._stop_if_a_loss_was_not_finite()
+
+    def on_validation_start(self) -> None:
+        if self.trainer.state.fn == TrainerFn.FITTING:
+            self._stop_if_a_loss_was_not_finite()
+
+    def on_train_epoch_end(self) -> None:  # before the last checkpoint is written
+        self._stop_if_a_loss_was_not_finite()
+
+    def on_train_end(self) -> None:
+        self._stop_if_a_loss_was_not_finite()
 
     def validation_step(self, batch, batch_index: int) -> None:
         images, target = batch

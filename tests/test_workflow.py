@@ -138,9 +138,9 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny, tmp_
     calls = []
 
     def nan_on_third_step(self, logits, target):
-        calls.append(1)
+        calls.extend([1] if torch.is_grad_enabled() else [])  # training steps only, not validation's losses
         loss = real_compute(self, logits, target)
-        return loss * float("nan") if len(calls) == 3 else loss
+        return loss * float("nan") if torch.is_grad_enabled() and len(calls) == 3 else loss
 
     monkeypatch.setattr(CrossEntropy, "compute", nan_on_third_step)
     loaded = build.load_spec(tiny, ["trainer.epochs=2"])
@@ -189,3 +189,33 @@ def test_two_process_ddp_counts_every_validation_image_once(tiny, tmp_path):
     assert sum(map(sum, single)) == 3 * 64 * 96 - sum(  # 3 val images, every non-ignored pixel counted once
         int((cv2.imread(str(p), cv2.IMREAD_UNCHANGED) == 255).sum())
         for p in (tmp_path / "data" / "gtFine" / "val").rglob("*_labelTrainIds.png"))
+
+
+def test_a_non_finite_loss_is_held_on_the_device_and_its_gradients_zeroed(monkeypatch):
+    """No host synchronisation per step: the bad step is recorded in a tensor, its gradients are
+    zeroed before the optimizer runs, and the stop comes at the next check."""
+    from segrun.task import NonFiniteLoss, SegmentationTask
+
+    model = torch.nn.Conv2d(3, 2, 1)
+    task = SegmentationTask(_ListOutput(model), [torch.nn.Identity()], [1.0], ["out"], 2, ["a", "b"], 255,
+                            lambda params, steps: {}, predict=None)
+    loss = (model.weight.sum() + model.bias.sum()) * float("nan")
+    monkeypatch.setattr(type(task), "global_step", property(lambda self: 7))
+    monkeypatch.setattr(type(task), "current_epoch", property(lambda self: 1))
+    monkeypatch.setattr(torch.Tensor, "__bool__", lambda self: pytest.fail("a host synchronisation in the step"))
+    task._watch_finite(loss.detach())
+    loss.backward()
+    task.on_before_optimizer_step(None)
+    monkeypatch.undo()
+    assert all(torch.equal(p.grad, torch.zeros_like(p)) for p in model.parameters())
+    with pytest.raises(NonFiniteLoss, match=r"the training loss became nan at step 7 \(epoch 1\)"):
+        task._stop_if_a_loss_was_not_finite()
+
+
+class _ListOutput(torch.nn.Module):
+    def __init__(self, module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, images):
+        return [self.module(images)]
