@@ -112,7 +112,7 @@ def test_bench_data_is_skipped_with_a_message_without_albumentations(monkeypatch
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *args: None if name == "albumentations" else real_find_spec(name, *args))
-    monkeypatch.setitem(suite.SIZES, "tiny", {**suite.SIZES["tiny"], "recipes": ("32/contiguous/off",)})
+    monkeypatch.setitem(suite.SIZES, "tiny", {**suite.SIZES["tiny"], "train_groups": ((("wce",), ("32/contiguous/off",)),)})
     summary = suite.run("cpu", "tiny", tmp_path)
     outcomes = {row["section"]: row["outcome"] for row in summary["sections"]}
     assert outcomes["bench data"] == "skipped: albumentations is not installed here (bench data times its pipelines)"
