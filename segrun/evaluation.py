@@ -14,6 +14,7 @@ from segrun.errors import UserError
 from segrun.inference import describe_prediction
 from segrun.metrics import format_iou_table
 from segrun.models.weights import load_run_checkpoint, load_trained
+from segrun.progress import ProgressBar
 from segrun.resolve import eval_precision
 from segrun.run_folder import locate
 from segrun.spec import KeyProblem, Spec
@@ -81,7 +82,7 @@ def _score(spec: Spec, load: Callable[[SegmentationTask], None], eval_file: Path
     load(task)
     trainer = pl.Trainer(accelerator=spec.trainer.accelerator, devices=1, precision=eval_precision(spec.trainer),
                          logger=False, enable_checkpointing=False, enable_progress_bar=progress,
-                         enable_model_summary=False)
+                         callbacks=[ProgressBar()] if progress else [], enable_model_summary=False)
     datamodule = build.datamodule(spec)
     if protocol == "test":
         trainer.test(task, datamodule=datamodule, verbose=False)
