@@ -1,0 +1,21 @@
+"""What a run writes where: results on stdout, progress on stderr, and without a terminal the
+progress as short lines."""
+from segrun.cli import main
+
+
+def test_results_go_to_stdout_and_progress_to_stderr_as_lines(tiny_spec, tmp_path, capsys):
+    # capsys's stderr is not a terminal, as in `segrun train ... 2> log`
+    path = tiny_spec(epochs=2, train_images=40)
+    assert main([str(path), "--runs", str(tmp_path / "runs")]) == 0
+    out, err = capsys.readouterr()
+    assert "validation after epoch 0 (step 10)" in out and "validation after epoch 1 (step 20)" in out
+    assert "metrics.json: mIoU" in out
+    assert "it/s" not in out and "Epoch 0" not in out  # no progress in the results
+    lightning_lines = [line for line in err.split("\n") if line.startswith(("Epoch", "Validation", "Sanity"))]
+    assert lightning_lines and not any("\r" in line for line in lightning_lines)
+    first_epoch = lightning_lines[next(i for i, line in enumerate(lightning_lines) if line.startswith("Epoch 0:")):]
+    first_epoch = first_epoch[:next(i for i, line in enumerate(first_epoch) if line.startswith("Validation"))]
+    # a line at the start, then one per tenth of the epoch's 10 steps with the loss
+    assert [int(line.split("|")[2].split("/")[0]) for line in first_epoch] == list(range(11))
+    assert all(line.startswith("Epoch 0:") and len(line) < 200 for line in first_epoch)
+    assert all("train/loss" in line for line in first_epoch[1:])
