@@ -7,7 +7,7 @@ from pathlib import Path
 import attrs
 import pytorch_lightning as pl
 
-from segrun import build
+from segrun import build, quiet
 from segrun.atomic_write import write_atomically
 from segrun.data.datamodule import ensure_dataset
 from segrun.errors import UserError
@@ -80,6 +80,7 @@ def _score(spec: Spec, load: Callable[[SegmentationTask], None], eval_file: Path
         raise UserError(f"eval options: {error.problem}") from None
     task = build.task(spec, load_weights=False)
     load(task)
+    quiet.install()
     trainer = pl.Trainer(accelerator=spec.trainer.accelerator, devices=1, precision=eval_precision(spec.trainer),
                          logger=False, enable_checkpointing=False, enable_progress_bar=progress,
                          callbacks=[ProgressBar()] if progress else [], enable_model_summary=False)
