@@ -4,16 +4,12 @@ import os
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import (
-    DataLoader,
-    DistributedSampler,
-    RandomSampler,
-    SequentialSampler,
-)
+from torch.utils.data import DataLoader, DistributedSampler, SequentialSampler
 
 from segrun.data import DATASETS, resolve_root
 from segrun.data.sampling import (
     CoarseDecaySampler,
+    ResumableSampler,
     epochs_vary_in_length,
     optimizer_steps,
 )
@@ -52,6 +48,17 @@ def _seed_worker_augmentations(worker_id: int) -> None:
         transform.set_random_seed(info.seed % 2**32)
 
 
+class ResumableLoader(DataLoader):
+    """The train loader: Lightning saves the state of its ResumableSampler in each checkpoint and
+    hands it back on resuming (a loader with state_dict and load_state_dict is "resumable" to it)."""
+
+    def state_dict(self) -> dict:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state)
+
+
 class SegmentationDataModule(pl.LightningDataModule):
     """Samplers are made here (the Trainer runs with use_distributed_sampler=False): a seeded
     DistributedSampler for training, and an unrepeated one for validation and test under DDP.
@@ -80,27 +87,33 @@ class SegmentationDataModule(pl.LightningDataModule):
         else:
             self.val_set = self.dataset_class(self.root, "val", build_pipeline(self.data.val_pipeline))
 
-    def _loader(self, dataset, batch_size: int, sampler, drop_last: bool) -> DataLoader:
+    def _loader(self, dataset, batch_size: int, sampler, drop_last: bool, loader=DataLoader) -> DataLoader:
         workers = loader_workers(self.data.num_workers)
         # Each worker assembles whole batches; two in flight per worker keep a step's batch ready.
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=workers,
-                          pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
-                          prefetch_factor=2 if workers > 0 else None, worker_init_fn=_seed_worker_augmentations)
+        return loader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=workers,
+                      pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
+                      prefetch_factor=2 if workers > 0 else None, worker_init_fn=_seed_worker_augmentations)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.data.batch_size, self._train_sampler(), drop_last=True)
+        sampler = ResumableSampler(self._train_sampler(), self.data.batch_size, self._trained_batches)
+        return self._loader(self.train_set, self.data.batch_size, sampler, drop_last=True, loader=ResumableLoader)
+
+    def _trained_batches(self) -> int:
+        """Batches of the current epoch that went through a training step."""
+        return self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
 
     def _train_sampler(self):
         """This epoch's sampler: the coarse schedule's (the Trainer rebuilds the loader every epoch
-        when it is on), else every sample once, shuffled (seeded and shared out under DDP)."""
+        when it is on), else every sample once, shuffled, shared out under DDP. Either draws its
+        order from (seed, epoch) alone, not from torch's global generator, so that a resumed run
+        draws what it would have drawn (see ResumableSampler)."""
+        world, rank = world_and_rank()
         if epochs_vary_in_length(self.data.coarse_schedule):
             fine, coarse = self.train_set.indices_by_annotation()
-            world, rank = world_and_rank()
             return CoarseDecaySampler(fine, coarse, self.trainer.current_epoch, self.trainer.max_epochs, self.seed,
                                       world, rank, decay_epochs=self.data.coarse_decay_epochs)
-        if distributed():
-            return DistributedSampler(self.train_set, shuffle=True, seed=self.seed, drop_last=True)
-        return RandomSampler(self.train_set)
+        return DistributedSampler(self.train_set, num_replicas=world, rank=rank, shuffle=True, seed=self.seed,
+                                  drop_last=True)
 
     def total_train_steps(self, accumulate: int) -> int:
         """Optimizer steps of the whole run, counted epoch by epoch from the train sampler: under
