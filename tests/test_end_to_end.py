@@ -145,8 +145,8 @@ def test_last_checkpoint_follows_training_when_the_best_stays_early(tiny, tmp_pa
 
 
 def test_the_same_spec_trains_the_same_way_twice(tmp_path, tiny_spec):
-    """Augmentations draw from albumentations' own generator: segrun seeds it per process and per
-    DataLoader worker, so a run repeats exactly (one worker here, to cover the worker seeding)."""
+    """Augmentations draw from albumentations' own generator: segrun seeds it for each training
+    sample, so a run repeats exactly (one worker here, to cover loading in a worker process)."""
     path = tiny_spec(epochs=2)
     curves = []
     for attempt in range(2):
@@ -187,12 +187,10 @@ def test_a_run_reports_its_test_protocol_with_summed_logits_and_nested_ms_ocr_sc
 
 @pytest.mark.parametrize("stop_at", [2, 5])  # mid-epoch 0, mid-epoch 1 (4 steps an epoch)
 def test_a_run_resumed_mid_epoch_equals_an_uninterrupted_one(tmp_path, tiny_spec, monkeypatch, stop_at):
-    """The train sampler's state (epoch, batches trained, seed) is in the checkpoint: the resumed
-    run trains on the batches the uninterrupted one did, so it ends with the same weights. (No
-    random augmentation here: the augmentation streams start again on resuming.)"""
-    path = tiny_spec(epochs=2)
-    path.write_text(path.read_text().replace('[[data.train_pipeline]]\nname = "HorizontalFlip"\n', ""))
-    loaded = build.load_spec(path)
+    """The train sampler's state (epoch, batches trained, seed) is in the checkpoint and each sample
+    is augmented (a random flip here) with its own seed: the resumed run trains on the batches the
+    uninterrupted one did, so it ends with the same weights."""
+    loaded = build.load_spec(tiny_spec(epochs=2))
     runner.train(loaded, tmp_path / "whole", progress=False)
     (whole,) = (tmp_path / "whole").iterdir()
 

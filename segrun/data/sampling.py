@@ -8,6 +8,7 @@ import itertools
 import math
 from collections.abc import Callable, Iterable, Iterator
 
+import numpy as np
 import torch
 from torch.utils.data import Sampler
 
@@ -80,12 +81,18 @@ class CoarseDecaySampler(Sampler[int]):
         return iter(indices[self.rank * share:(self.rank + 1) * share])
 
 
-class ResumableSampler(Sampler[int]):
+def augmentation_seed(seed: int, epoch: int, rank: int, position: int) -> int:
+    """The augmentation seed of the sample at `position` of process `rank`'s share of `epoch`."""
+    return int(np.random.SeedSequence([seed, epoch, rank, position]).generate_state(1)[0])
+
+
+class ResumableSampler(Sampler[tuple[int, int]]):
     """A train sampler whose state a checkpoint keeps: the epoch, the batches of it this process has
     trained on (`trained_batches()`, read from the Trainer when the checkpoint is written) and the
     seed. `order` draws each epoch's samples from (seed, epoch) alone (a seeded DistributedSampler,
-    a CoarseDecaySampler), so after load_state_dict the next pass is that epoch's order without the
-    samples already trained on: the batches an uninterrupted run would have seen next."""
+    a CoarseDecaySampler), and each sample comes with its augmentation seed (augmentation_seed, for
+    SeededAugmentations), so after load_state_dict the next pass is that epoch's order without the
+    samples already trained on, augmented alike: the batches an uninterrupted run would have seen."""
 
     def __init__(self, order, batch_size: int, trained_batches: Callable[[], int]):
         self.order = order
@@ -99,9 +106,11 @@ class ResumableSampler(Sampler[int]):
     def __len__(self) -> int:
         return len(self.order)
 
-    def __iter__(self) -> Iterator[int]:
+    def __iter__(self) -> Iterator[tuple[int, int]]:
         skip, self.skip = self.skip, 0
-        return itertools.islice(iter(self.order), skip, None)
+        seed, epoch, rank = self.order.seed, self.order.epoch, self.order.rank
+        return ((index, augmentation_seed(seed, epoch, rank, position))
+                for position, index in itertools.islice(enumerate(self.order), skip, None))
 
     def state_dict(self) -> dict:
         return {"epoch": self.order.epoch, "batches": self.trained_batches(), "seed": self.order.seed}
