@@ -31,6 +31,7 @@ from segrun.losses import LOSSES, OptionError
 from segrun.losses import create as create_loss
 from segrun.models.weights import load_init, load_pretrained
 from segrun.optim import optimization
+from segrun.progress import ProgressBar
 from segrun.resolve import resolved_memory_format
 from segrun.run_folder import InitCheckpoint, RunFolder
 from segrun.spec import KeyProblem, PredictionSpec, Spec
@@ -258,6 +259,7 @@ def trainer(loaded: Spec, folder: RunFolder, progress: bool = True, callbacks=()
         InterruptionCheckpoint(folder.checkpoints),
         Timer(),
         LearningRateMonitor(logging_interval="step"),
+        *([ProgressBar()] if progress else []),
     ]
     loggers = [TensorBoardLogger(folder.logs, name="tensorboard"), CSVLogger(folder.logs, name="csv")]
     return pl.Trainer(

@@ -7,13 +7,14 @@ from pathlib import Path
 import attrs
 import pytorch_lightning as pl
 
-from segrun import build
+from segrun import build, quiet
 from segrun.atomic_write import write_atomically
 from segrun.data.datamodule import ensure_dataset
 from segrun.errors import UserError
 from segrun.inference import describe_prediction
 from segrun.metrics import format_iou_table
 from segrun.models.weights import load_run_checkpoint, load_trained
+from segrun.progress import ProgressBar
 from segrun.resolve import eval_precision
 from segrun.run_folder import locate
 from segrun.spec import KeyProblem, Spec
@@ -79,9 +80,10 @@ def _score(spec: Spec, load: Callable[[SegmentationTask], None], eval_file: Path
         raise UserError(f"eval options: {error.problem}") from None
     task = build.task(spec, load_weights=False)
     load(task)
+    quiet.install()
     trainer = pl.Trainer(accelerator=spec.trainer.accelerator, devices=1, precision=eval_precision(spec.trainer),
                          logger=False, enable_checkpointing=False, enable_progress_bar=progress,
-                         enable_model_summary=False)
+                         callbacks=[ProgressBar()] if progress else [], enable_model_summary=False)
     datamodule = build.datamodule(spec)
     if protocol == "test":
         trainer.test(task, datamodule=datamodule, verbose=False)

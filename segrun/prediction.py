@@ -1,5 +1,6 @@
-"""`segrun predict`: a trained run's predictions for image files, as colour overlays, trainId
-PNGs, or Cityscapes submission PNGs (official labelIds, named like the input image)."""
+"""`segrun predict`: a trained run's predictions for image files (or a weights file's, with a spec),
+as colour overlays, trainId PNGs, or Cityscapes submission PNGs (official labelIds, named like the
+input image)."""
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +15,8 @@ from segrun.data.preview import colour_labels
 from segrun.data.transforms import build_pipeline
 from segrun.errors import UserError
 from segrun.inference import LARGEST_WHOLE_IMAGE, predict, sliding_labels
-from segrun.models.weights import load_run_checkpoint
-from segrun.run_folder import locate
+from segrun.models.weights import load_run_checkpoint, load_trained
+from segrun.run_folder import RunFolder, locate
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 # Above this many pixels an image's class scores (19 classes x H x W floats: 320 MB at 2048x2048)
@@ -67,20 +68,40 @@ def _large_image_labels(model, image: np.ndarray, image_path: Path, normalise, w
     return sliding_labels(forward, crop, height, width, window, flip, progress).numpy()
 
 
-def predict_files(run_or_checkpoint: Path, inputs, out: Path, output_format: str, scales=None, flip=None,
-                  progress: bool = True) -> int:
-    """Write one prediction per readable input with the run's [test] options (else its [eval]), then
-    a UserError naming the unreadable inputs, if any; returns how many were written. Images above
-    LARGEST_WHOLE_IMAGE pixels go through `_large_image_labels`."""
-    import cv2
-
-    folder, checkpoint = locate(run_or_checkpoint)
+def _trained_task(run_or_weights: Path, spec_file: Path | None, overrides):
+    """(the spec, its task with the trained weights, what the spec came from): a run folder's or a
+    checkpoint's in one with its spec.toml, or with `spec_file` a weights file in any layout
+    segrun.models.weights reads, with that spec's model and protocol (as `segrun eval --spec`)."""
+    if spec_file is not None:
+        if not run_or_weights.is_file():
+            raise UserError(f"{run_or_weights}: no such weights file (with --spec, predict takes a weights file; a run "
+                            "folder brings its own spec)")
+        spec = build.load_spec(spec_file, overrides)
+        task = build.task(spec, load_weights=False)
+        print(load_trained(task.model, run_or_weights))
+        return spec, task, spec_file
+    if run_or_weights.is_file() and not RunFolder(run_or_weights.resolve().parent.parent).spec_file.is_file():
+        raise UserError(f"{run_or_weights}: not a checkpoint inside a run folder (no spec.toml two folders up); pass "
+                        "the spec it was trained with: segrun predict WEIGHTS IMAGES --out DIR --spec SPEC")
+    folder, checkpoint = locate(run_or_weights)
     spec = build.read_run_spec(folder)
-    dataset = DATASETS[spec.data.dataset]
-    if output_format == "cityscapes" and not issubclass(dataset, CityscapesLayout):
-        raise UserError(f"--format cityscapes needs a Cityscapes run; {folder.path} trained on {spec.data.dataset}")
     task = build.task(spec, load_weights=False)
     load_run_checkpoint(task, checkpoint)
+    return spec, task, folder.path
+
+
+def predict_files(run_or_checkpoint: Path, inputs, out: Path, output_format: str, scales=None, flip=None,
+                  progress: bool = True, spec_file: Path | None = None, overrides=()) -> int:
+    """Write one prediction per readable input with the run's [test] options (else its [eval]), then
+    a UserError naming the unreadable inputs, if any; returns how many were written. With
+    `spec_file` (and its KEY=VALUE `overrides`), `run_or_checkpoint` is a weights file predicted
+    with that spec. Images above LARGEST_WHOLE_IMAGE pixels go through `_large_image_labels`."""
+    import cv2
+
+    spec, task, source = _trained_task(run_or_checkpoint, spec_file, overrides)
+    dataset = DATASETS[spec.data.dataset]
+    if output_format == "cityscapes" and not issubclass(dataset, CityscapesLayout):
+        raise UserError(f"--format cityscapes needs a Cityscapes model; {source} is for {spec.data.dataset}")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = task.model.to(device).eval()
     # Pixel-wise steps only, so the prediction lines up with the input image.

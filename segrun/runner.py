@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Timer
 
-from segrun import build, lineage
+from segrun import build, lineage, quiet
 from segrun.data.datamodule import ensure_dataset
 from segrun.errors import UserError
 from segrun.inference import describe_prediction
@@ -26,6 +26,7 @@ def train(spec: Spec, runs_dir: Path, force: bool = False, progress: bool = True
     """Train and validate the spec in its run folder, resuming an interrupted run; a finished
     run is left untouched (with `force`, a new folder is trained). `init`: the spec's
     init_checkpoint where the caller has found it already (a chain, to name the stage's folder)."""
+    quiet.install()
     resolved = resolve(spec)
     print(describe(spec, resolved))
     spec = resolved

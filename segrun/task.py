@@ -5,10 +5,10 @@ from typing import Callable
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.trainer.states import TrainerFn
-from pytorch_lightning.utilities import rank_zero_info
 from torch import nn
 
 from segrun.metrics import MeanIoU, format_iou_table, scores_as_json
+from segrun.progress import print_result
 
 
 class NonFiniteLoss(RuntimeError):
@@ -129,8 +129,8 @@ class SegmentationTask(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self.last_val_scores = self._scores("val")
         if self.trainer.state.fn == TrainerFn.FITTING and not self.trainer.sanity_checking:
-            rank_zero_info(f"\nvalidation after epoch {self.current_epoch} (step {self.global_step}):\n"
-                           + format_iou_table(self.last_val_scores))
+            print_result(f"\nvalidation after epoch {self.current_epoch} (step {self.global_step}):\n"
+                         + format_iou_table(self.last_val_scores))
 
     def configure_optimizers(self) -> dict:
         datamodule = self.trainer.datamodule

@@ -56,3 +56,19 @@ def test_a_checkpoint_and_a_loose_weights_file_with_its_spec_predict_the_same(tr
     with pytest.raises(UserError, match=r"not a checkpoint inside a run folder .* spec='spec.toml'"):
         segrun.load(loose)
     assert (segrun.load(loose, spec=spec_file).predict(image_file) == expected).all()
+
+
+def test_predict_takes_a_loose_weights_file_with_its_spec(trained, tmp_path, capsys):
+    spec_file, folder, image_file = trained
+    (checkpoint,) = folder.glob("checkpoints/best-*.ckpt")
+    loose = shutil.copy(checkpoint, tmp_path / "weights.ckpt")
+    assert main(["predict", str(loose), str(image_file), "--out", str(tmp_path / "refused")]) == 2
+    assert capsys.readouterr().err == (f"segrun: error: {loose}: not a checkpoint inside a run folder (no spec.toml two "
+                                       "folders up); pass the spec it was trained with: segrun predict WEIGHTS IMAGES "
+                                       "--out DIR --spec SPEC\n")
+    for source, extra, out in [(folder, [], "run"), (loose, ["--spec", str(spec_file), "eval.flip=false"], "loose")]:
+        assert main(["predict", str(source), str(image_file), "--out", str(tmp_path / out), "--format", "trainid",
+                     *extra]) == 0
+    assert "weights: " in capsys.readouterr().out  # what load_trained matched
+    (run_prediction,) = (tmp_path / "run").iterdir()
+    assert (read_rgb(run_prediction) == read_rgb(tmp_path / "loose" / run_prediction.name)).all()

@@ -1,16 +1,24 @@
 """Strategy 1: the coarse share per epoch falls linearly from all to none, by the run's last epoch or
-by data.coarse_decay_epochs (the study's 360 of 400)."""
+by data.coarse_decay_epochs (the study's 360 of 400); and train samplers that resume mid-epoch."""
 import csv
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from torch.utils.data import DistributedSampler
 
 from segrun import build
 from segrun.build import load_spec
 from segrun.cli import main
 from segrun.data.datamodule import ensure_dataset
-from segrun.data.sampling import CoarseDecaySampler, coarse_count, coarse_share, epoch_indices, optimizer_steps
+from segrun.data.sampling import (
+    CoarseDecaySampler,
+    ResumableSampler,
+    coarse_count,
+    coarse_share,
+    epoch_indices,
+    optimizer_steps,
+)
 from segrun.spec import SpecError
 
 
@@ -100,3 +108,28 @@ def test_a_run_takes_its_schedules_steps_per_epoch_and_the_lr_spans_them(tiny_sp
     # The poly schedule spans the steps that ran (9 with the decay): the last uses lr x (1 - 8/9) ** 0.9.
     total = sum(steps_per_epoch)
     assert learning_rates[0] == pytest.approx(0.003) and learning_rates[-1] == pytest.approx(0.003 * (1 / total) ** 0.9)
+
+
+@pytest.mark.parametrize("order", [
+    lambda: DistributedSampler(range(20), num_replicas=2, rank=1, shuffle=True, seed=3, drop_last=True),
+    lambda: CoarseDecaySampler(list(range(12)), list(range(12, 30)), 0, 6, seed=3, world_size=2, rank=1),
+], ids=["shuffled", "coarse_decay"])
+def test_a_resumed_sampler_continues_the_epoch_it_stopped_in(order):
+    running = ResumableSampler(order(), batch_size=2, trained_batches=lambda: 3)
+    running.set_epoch(4)
+    state = running.state_dict()
+    assert state == {"epoch": 4, "batches": 3, "seed": 3}
+    resumed = ResumableSampler(order(), batch_size=2, trained_batches=lambda: 0)  # a new process: epoch 0
+    resumed.load_state_dict(state)
+    assert len(resumed) == len(running)  # Lightning counts the epoch's batches from it
+    assert list(resumed) == list(running)[6:]  # the rest of epoch 4, in its order
+    assert list(resumed) == list(running)  # then whole passes again
+
+
+def test_a_sampler_stopped_at_the_end_of_an_epoch_skips_nothing():
+    running = ResumableSampler(DistributedSampler(range(9), num_replicas=1, rank=0, seed=0, drop_last=True), 2,
+                               trained_batches=lambda: 4)  # 4 whole batches of 9 samples: the epoch is done
+    resumed = ResumableSampler(DistributedSampler(range(9), num_replicas=1, rank=0, seed=0, drop_last=True), 2,
+                               trained_batches=lambda: 0)
+    resumed.load_state_dict(running.state_dict())
+    assert len(list(resumed)) == 9

@@ -4,16 +4,12 @@ import os
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import (
-    DataLoader,
-    DistributedSampler,
-    RandomSampler,
-    SequentialSampler,
-)
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler
 
 from segrun.data import DATASETS, resolve_root
 from segrun.data.sampling import (
     CoarseDecaySampler,
+    ResumableSampler,
     epochs_vary_in_length,
     optimizer_steps,
 )
@@ -43,13 +39,33 @@ def loader_workers(num_workers: int | str) -> int:
     return max(0, min(8, cores // processes - 1))
 
 
-def _seed_worker_augmentations(worker_id: int) -> None:
-    """Each worker's copy of the pipeline gets its own stream: the worker's torch seed, which the
-    DataLoader derives from the (seeded) main process per worker and per epoch."""
-    info = torch.utils.data.get_worker_info()
-    transform = getattr(info.dataset, "transform", None)
-    if transform is not None and hasattr(transform, "set_random_seed"):
-        transform.set_random_seed(info.seed % 2**32)
+class SeededAugmentations(Dataset):
+    """The train set, each sample augmented with the seed its ResumableSampler gives it: the draws
+    follow from the run's seed, the epoch and the sample's place in it, not from the loader's
+    workers or from what was drawn before, so a run repeats exactly, with any number of workers,
+    and a resumed run augments as the uninterrupted one did."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        index, seed = key
+        self.dataset.transform.set_random_seed(seed)
+        return self.dataset[index]
+
+
+class ResumableLoader(DataLoader):
+    """The train loader: Lightning saves the state of its ResumableSampler in each checkpoint and
+    hands it back on resuming (a loader with state_dict and load_state_dict is "resumable" to it)."""
+
+    def state_dict(self) -> dict:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state)
 
 
 class SegmentationDataModule(pl.LightningDataModule):
@@ -69,38 +85,42 @@ class SegmentationDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         if stage == "fit":
-            # Seeded per process, and per worker by _seed_worker_augmentations, so a run's
-            # augmentations repeat exactly when it is run again.
-            _, rank = world_and_rank()
-            self.train_set = self.dataset_class(self.root, "train",
-                                                build_pipeline(self.data.train_pipeline, seed=self.seed + 1000 * rank))
+            # seeded per sample while training (SeededAugmentations)
+            self.train_set = self.dataset_class(self.root, "train", build_pipeline(self.data.train_pipeline))
         if stage == "test":
             self.test_set = self.dataset_class(self.root, "val",
                                                build_pipeline(self.test.pipeline or self.data.val_pipeline))
         else:
             self.val_set = self.dataset_class(self.root, "val", build_pipeline(self.data.val_pipeline))
 
-    def _loader(self, dataset, batch_size: int, sampler, drop_last: bool) -> DataLoader:
+    def _loader(self, dataset, batch_size: int, sampler, drop_last: bool, loader=DataLoader) -> DataLoader:
         workers = loader_workers(self.data.num_workers)
         # Each worker assembles whole batches; two in flight per worker keep a step's batch ready.
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=workers,
-                          pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
-                          prefetch_factor=2 if workers > 0 else None, worker_init_fn=_seed_worker_augmentations)
+        return loader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=workers,
+                      pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
+                      prefetch_factor=2 if workers > 0 else None)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.data.batch_size, self._train_sampler(), drop_last=True)
+        sampler = ResumableSampler(self._train_sampler(), self.data.batch_size, self._trained_batches)
+        return self._loader(SeededAugmentations(self.train_set), self.data.batch_size, sampler, drop_last=True,
+                            loader=ResumableLoader)
+
+    def _trained_batches(self) -> int:
+        """Batches of the current epoch that went through a training step."""
+        return self.trainer.fit_loop.epoch_loop.batch_progress.current.processed
 
     def _train_sampler(self):
         """This epoch's sampler: the coarse schedule's (the Trainer rebuilds the loader every epoch
-        when it is on), else every sample once, shuffled (seeded and shared out under DDP)."""
+        when it is on), else every sample once, shuffled, shared out under DDP. Either draws its
+        order from (seed, epoch) alone, not from torch's global generator, so that a resumed run
+        draws what it would have drawn (see ResumableSampler)."""
+        world, rank = world_and_rank()
         if epochs_vary_in_length(self.data.coarse_schedule):
             fine, coarse = self.train_set.indices_by_annotation()
-            world, rank = world_and_rank()
             return CoarseDecaySampler(fine, coarse, self.trainer.current_epoch, self.trainer.max_epochs, self.seed,
                                       world, rank, decay_epochs=self.data.coarse_decay_epochs)
-        if distributed():
-            return DistributedSampler(self.train_set, shuffle=True, seed=self.seed, drop_last=True)
-        return RandomSampler(self.train_set)
+        return DistributedSampler(self.train_set, num_replicas=world, rank=rank, shuffle=True, seed=self.seed,
+                                  drop_last=True)
 
     def total_train_steps(self, accumulate: int) -> int:
         """Optimizer steps of the whole run, counted epoch by epoch from the train sampler: under

@@ -2,10 +2,13 @@
 samples per epoch falls linearly, from all of them in the first epoch to none at the end of the
 decay (data.coarse_decay_epochs; the run's last epoch by default, the study's 360 of 400).
 `CoarseDecaySampler` is the schedule: it draws each epoch's samples and knows every epoch's
-length, so the run's optimizer steps are counted from it."""
+length, so the run's optimizer steps are counted from it. `ResumableSampler` lets a run resumed
+mid-epoch continue with the samples an uninterrupted run would have drawn."""
+import itertools
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
+import numpy as np
 import torch
 from torch.utils.data import Sampler
 
@@ -66,6 +69,9 @@ class CoarseDecaySampler(Sampler[int]):
     def epoch_lengths(self) -> list[int]:
         return [self.epoch_length(epoch) for epoch in range(self.epochs)]
 
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
     def __len__(self) -> int:
         return self.epoch_length(self.epoch)
 
@@ -73,3 +79,44 @@ class CoarseDecaySampler(Sampler[int]):
         indices = epoch_indices(self.fine, self.coarse, self.epoch, self.decay_epochs, self.seed)
         share = len(self)
         return iter(indices[self.rank * share:(self.rank + 1) * share])
+
+
+def augmentation_seed(seed: int, epoch: int, rank: int, position: int) -> int:
+    """The augmentation seed of the sample at `position` of process `rank`'s share of `epoch`."""
+    return int(np.random.SeedSequence([seed, epoch, rank, position]).generate_state(1)[0])
+
+
+class ResumableSampler(Sampler[tuple[int, int]]):
+    """A train sampler whose state a checkpoint keeps: the epoch, the batches of it this process has
+    trained on (`trained_batches()`, read from the Trainer when the checkpoint is written) and the
+    seed. `order` draws each epoch's samples from (seed, epoch) alone (a seeded DistributedSampler,
+    a CoarseDecaySampler), and each sample comes with its augmentation seed (augmentation_seed, for
+    SeededAugmentations), so after load_state_dict the next pass is that epoch's order without the
+    samples already trained on, augmented alike: the batches an uninterrupted run would have seen."""
+
+    def __init__(self, order, batch_size: int, trained_batches: Callable[[], int]):
+        self.order = order
+        self.batch_size = batch_size
+        self.trained_batches = trained_batches
+        self.skip = 0  # samples the next pass leaves out (a resumed epoch's trained ones)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.order.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        skip, self.skip = self.skip, 0
+        seed, epoch, rank = self.order.seed, self.order.epoch, self.order.rank
+        return ((index, augmentation_seed(seed, epoch, rank, position))
+                for position, index in itertools.islice(enumerate(self.order), skip, None))
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.order.epoch, "batches": self.trained_batches(), "seed": self.order.seed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.order.seed = state["seed"]
+        self.order.set_epoch(state["epoch"])
+        if state["batches"] < len(self.order) // self.batch_size:  # stopped mid-epoch (else the next starts whole)
+            self.skip = state["batches"] * self.batch_size
