@@ -1,5 +1,6 @@
 """Timing and memory measurement shared by the benchmarks."""
 import datetime
+import os
 import platform
 import statistics
 import time
@@ -14,10 +15,36 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def cpu_peak_extra_mb(fn) -> float:
+    """Peak memory fn() allocates on the CPU beyond what was allocated before it ran, from the
+    profiler's record of every allocation and free (one extra, untimed call; torch keeps no public
+    statistics of its CPU allocator, so this reads the profiler's event tree)."""
+    os.environ.setdefault("KINETO_LOG_LEVEL", "6")  # the profiler's start/stop lines, read when it first starts
+    from torch._C._profiler import _EventType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as profiled:
+        fn()
+
+    def events(nodes):
+        for node in nodes:
+            yield node
+            yield from events(node.children)
+
+    changes = sorted((event.start_time_ns, event.typed[1].alloc_size)
+                     for event in events(profiled.profiler.kineto_results.experimental_event_tree())
+                     if event.typed[0] == _EventType.Allocation and event.typed[1].device.type == "cpu")
+    allocated = peak = 0
+    for _, size in changes:
+        allocated += size
+        peak = max(peak, allocated)
+    return peak / 2**20
+
+
 def measure(fn, device: torch.device, repeats: int = 20, warmup: int = 3) -> dict:
     """Median and minimum time of fn() over `repeats` timed calls after `warmup` calls (CUDA events
-    on a GPU, perf_counter on the CPU), and on a GPU the peak memory it allocated beyond what was
-    allocated before it ran."""
+    on a GPU, perf_counter on the CPU), and the peak memory it allocated beyond what was allocated
+    before it ran (on the CPU from one more, profiled call)."""
     for _ in range(warmup):
         fn()
     synchronize(device)
@@ -40,6 +67,8 @@ def measure(fn, device: torch.device, repeats: int = 20, warmup: int = 3) -> dic
             times.append((time.perf_counter() - start) * 1e3)
     if device.type == "cuda":
         peak_extra_mb = (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    elif device.type == "cpu":
+        peak_extra_mb = cpu_peak_extra_mb(fn)
     return {"median_ms": statistics.median(times), "min_ms": min(times), "repeats": repeats,
             "peak_extra_mb": peak_extra_mb}
 
