@@ -9,6 +9,7 @@ every device (building it if needed, failing loudly if it cannot), `torch` never
 import importlib.util
 import os
 import shutil
+import sys
 import threading
 import warnings
 from collections.abc import Callable
@@ -81,12 +82,15 @@ def sources(with_cuda: bool) -> list[Path]:
 
 
 def build_flags(with_cuda: bool) -> dict:
-    """Compiler flags shared by the ahead-of-time and the just-in-time build."""
-    cxx = ["-O3"] + (["-DSEGRUN_WITH_CUDA"] if with_cuda else [])
+    """Compiler and linker flags shared by the ahead-of-time and the just-in-time build."""
+    # at::parallel_for spreads the CPU implementations over torch's OpenMP threads only in code
+    # compiled with OpenMP; without it, it runs them on one thread.
+    openmp = ["-fopenmp"] if torch.backends.openmp.is_available() and sys.platform.startswith("linux") else []
+    cxx = ["-O3", *openmp] + (["-DSEGRUN_WITH_CUDA"] if with_cuda else [])
     # torch's default nvcc flags hide half/bfloat16 <-> float conversions; the kernels use them.
     nvcc = ["-O3", "-DSEGRUN_WITH_CUDA", "-U__CUDA_NO_HALF_OPERATORS__",
             "-U__CUDA_NO_HALF_CONVERSIONS__", "-U__CUDA_NO_BFLOAT16_CONVERSIONS__", "-U__CUDA_NO_HALF2_OPERATORS__"]
-    return {"cxx": cxx, "nvcc": nvcc, "include_dirs": [str(CSRC)]}
+    return {"cxx": cxx, "nvcc": nvcc, "ldflags": openmp, "include_dirs": [str(CSRC)]}
 
 
 def _first_error_line(message: str) -> str:
@@ -132,7 +136,7 @@ def _build_just_in_time() -> Library:
     flags = build_flags(with_cuda)
     try:
         cpp_extension.load(name="segrun_ops", sources=[str(path) for path in sources(with_cuda)],
-                           extra_cflags=flags["cxx"], extra_cuda_cflags=flags["nvcc"],
+                           extra_cflags=flags["cxx"], extra_cuda_cflags=flags["nvcc"], extra_ldflags=flags["ldflags"],
                            extra_include_paths=flags["include_dirs"], with_cuda=with_cuda,
                            is_python_module=False, verbose=False)
     except (RuntimeError, OSError, ImportError) as error:
