@@ -221,12 +221,11 @@ void fuse_backward_planes(const FuseShape& shape, const scalar_t* grad, const sc
   });
 }
 
-// `result`, computed in contiguous memory, laid out as `like` (empty_like's layout), copying only
-// if they differ (channels_last inputs).
+// `result`, computed in contiguous memory, laid out as empty_like(like) (as the fake tensors say),
+// copied only for an input laid out otherwise (channels_last).
 at::Tensor laid_out_like(const at::Tensor& result, const at::Tensor& like) {
-  at::Tensor out = at::empty_like(like);
-  if (out.strides() == result.strides()) return result;
-  return out.copy_(result);
+  if (like.is_contiguous()) return result;
+  return at::empty_like(like).copy_(result);
 }
 
 at::Tensor attention_fuse_cpu(const at::Tensor& hi, const at::Tensor& lo, const at::Tensor& attn, bool align_corners) {
