@@ -29,9 +29,9 @@ _SAVED = 2 * RADIUS**4 + 2 * RADIUS**2
 
 # Bytes of neighbourhood stack (float64) built at a time: the (image, class) pairs are taken in
 # groups of about this size, so the stack of all pairs (900 MiB at the study's sizes) never exists
-# at once. At the study's sizes on this project's 2-thread CPU (issue 16), groups of 16, 64, 256 and
-# 1024 MiB took 4.8, 4.4, 3.7 and 3.3 s forward and backward with 100, 216, 711 and 1851 MiB peak
-# extra memory, the original formulation 5.6 s with 1799 MiB.
+# at once. At the study's sizes on this project's 2-thread CPU (issue 16; one run, load average
+# about 5), groups of 16, 64, 256 and 1024 MiB took 4.8, 4.4, 3.7 and 3.3 s forward and backward
+# with 100, 216, 711 and 1851 MiB peak extra memory, the original formulation 5.6 s with 1799 MiB.
 _GROUP_BYTES = 256 * 2**20
 
 
