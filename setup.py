@@ -49,7 +49,8 @@ def operator_library() -> dict:
     flags = helpers.build_flags(with_cuda=True)
     extension = CUDAExtension(
         "segrun._C", [str(path.relative_to(ROOT)) for path in helpers.sources(with_cuda=True)],
-        include_dirs=flags["include_dirs"], extra_compile_args={"cxx": flags["cxx"], "nvcc": flags["nvcc"]})
+        include_dirs=flags["include_dirs"], extra_compile_args={"cxx": flags["cxx"], "nvcc": flags["nvcc"]},
+        extra_link_args=flags["ldflags"])
     say(f"building the operator library ahead of time with nvcc in {home}")
     return {"ext_modules": [extension], "cmdclass": {"build_ext": BuildExtension.with_options(use_ninja=True)}}
 

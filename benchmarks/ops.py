@@ -10,9 +10,12 @@ import torch.nn.functional as F
 from benchmarks import peers, timing
 from segrun.ops import (
     RMI_RADIUS,
+    attention_fuse,
     attention_fuse_torch,
+    confusion_matrix,
     confusion_matrix_torch,
     extension,
+    rmi_lower_bound,
     rmi_lower_bound_torch,
 )
 
@@ -41,6 +44,11 @@ def _bytes(*tensors) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
 
 
+def _public_op_row() -> str:
+    """The row of the public op (segrun.ops.<op>), which runs what SEGRUN_OPS chooses."""
+    return f"SEGRUN_OPS={extension.mode()}"
+
+
 def confusion_cases(device, shape, use_kernel, compile_peer):
     generator = torch.Generator(device=device).manual_seed(0)
     n, c, h, w = shape
@@ -56,6 +64,7 @@ def confusion_cases(device, shape, use_kernel, compile_peer):
         impls["kernel"] = lambda: torch.ops.segrun.confusion_matrix(logits, target, c, 255)
         logits_cl = logits.contiguous(memory_format=torch.channels_last)  # read in place, no conversion
         impls["kernel, channels_last logits"] = lambda: torch.ops.segrun.confusion_matrix(logits_cl, target, c, 255)
+        impls[_public_op_row()] = lambda: confusion_matrix(logits, target, c)
     if compile_peer:
         compiled = torch.compile(confusion_matrix_torch)
         impls["compiled fallback"] = lambda: compiled(logits, target, c)
@@ -89,6 +98,7 @@ def rmi_cases(device, shape, pooling, use_kernel, compile_peer):
             return kernel(labels.contiguous(memory_format=torch.channels_last),
                           probs.contiguous(memory_format=torch.channels_last))
         impls["kernel, channels_last maps"] = forward_backward(kernel_from_channels_last)
+        impls[_public_op_row()] = forward_backward(rmi_lower_bound)
     if compile_peer:
         impls["compiled fallback"] = forward_backward(torch.compile(rmi_lower_bound_torch))
     # Read both maps forward, both again and write the gradient backward.
@@ -109,6 +119,7 @@ def fuse_cases(device, shape, use_kernel, compile_peer):
     impls = {"fallback": forward_backward(attention_fuse_torch), "eager": forward_backward(peers.attention_fuse_eager)}
     if use_kernel:
         impls["kernel"] = forward_backward(torch.ops.segrun.attention_fuse)
+        impls[_public_op_row()] = forward_backward(attention_fuse)
     if compile_peer:
         impls["compiled eager"] = forward_backward(torch.compile(peers.attention_fuse_eager))
     # Forward reads hi, lo, attn and writes out; backward reads grad, hi, lo, attn and writes
@@ -135,14 +146,7 @@ def run(device: str = "cuda", size: str = "study", repeats: int = 20, compile_pe
             compile_peer = op in compile_peers and index == COMPILED_CASE_INDEX
             impls, floor_bytes = builders[op](device, shape, *extra, use_kernel, compile_peer)
             floor_ms = floor_bytes / bandwidth * 1e3
-            rows = {}
-            for impl, fn in impls.items():
-                try:
-                    rows[impl] = timing.measure(fn, device, repeats=repeats)
-                except (RuntimeError, torch.OutOfMemoryError) as error:
-                    rows[impl] = {"error": str(error).splitlines()[0][:200]}
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
+            rows = timing.measure_in_turn(impls, device, repeats=repeats)
             fallback_ms = rows["fallback"].get("median_ms")
             for impl, row in rows.items():
                 if "median_ms" in row:

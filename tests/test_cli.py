@@ -116,9 +116,19 @@ def test_doctor_names_the_implementation_of_each_op_and_why(monkeypatch, capsys)
     assert main(["doctor"]) == 0
     rows = _doctor_op_rows(capsys.readouterr().out)
     assert [(op, device) for op, device, _ in rows] == sorted((op, device) for op in ops.OPS for device in devices)
-    on_the_cpu = "torch: SEGRUN_OPS=auto runs PyTorch on the CPU (SEGRUN_OPS=ext: C++)"
-    assert [row for row in rows if row[1] == "cpu"] == sorted((op, "cpu", on_the_cpu) for op in ops.OPS)
-    assert all(why.split(": ", 1)[0] in ("CUDA", "torch") and why.split(": ", 1)[1] for _, _, why in rows)
+    library = ops.extension.library()
+    for op, device, line in rows:
+        faster, measured = ops.extension.AUTO[op, device]
+        if not faster:
+            expected = f"torch: SEGRUN_OPS=auto: {measured}"
+        elif not library.loaded:
+            expected = f"torch: {library.reason}"
+        elif device == "cuda" and not library.cuda:
+            expected = f"torch: the library has no CUDA kernels ({library.how})"
+        else:
+            radius = f" (radius {ops.RMI_RADIUS}; other radii run PyTorch)" if op == "rmi_lower_bound" else ""
+            expected = f"{'C++' if device == 'cpu' else 'CUDA'}: {library.how}; SEGRUN_OPS=auto: {measured}{radius}"
+        assert line == expected, (op, device)
 
 
 def test_summary_prints_parameters_macs_and_outputs(capsys):

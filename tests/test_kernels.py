@@ -54,9 +54,11 @@ def test_the_cuda_kernels_are_compiled_wherever_nvcc_and_a_cuda_torch_are(built_
     assert built_library.cuda, built_library
 
 
-def test_auto_runs_pytorch_on_the_cpu_and_torch_never_loads(monkeypatch):
+def test_auto_runs_what_measured_faster_per_device(monkeypatch):
     monkeypatch.setenv("SEGRUN_OPS", "auto")
-    assert not extension.use_extension(torch.device("cpu"), "confusion_matrix")
+    assert {op for op, _ in extension.AUTO} == set(ops.OPS) and {device for _, device in extension.AUTO} == {"cpu", "cuda"}
+    for op in ops.OPS:
+        assert extension.use_extension(torch.device("cpu"), op) == extension.AUTO[op, "cpu"][0]
     assert not extension.use_extension(torch.device("cuda"), "attention_fuse")  # measured slower
     monkeypatch.setenv("SEGRUN_OPS", "ext")
     assert extension.use_extension(torch.device("cpu"), "confusion_matrix")

@@ -55,6 +55,12 @@ SEGRUN_HD Taps<acc_t> bilinear_taps(int64_t dst, int64_t in_size, acc_t scale, b
   return taps;
 }
 
+// The interpolation between a value at taps.lo and one at taps.hi.
+template <typename acc_t>
+SEGRUN_HD acc_t bilinear_mix(const Taps<acc_t>& taps, acc_t at_lo, acc_t at_hi) {
+  return taps.w_lo * at_lo + taps.w_hi * at_hi;
+}
+
 // The weight with which destination index `dst` reads source index `src` (0 when it does not).
 template <typename acc_t>
 SEGRUN_HD acc_t bilinear_weight_of(int64_t dst, int64_t src, int64_t in_size, acc_t scale, bool align_corners) {

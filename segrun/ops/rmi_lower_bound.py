@@ -6,12 +6,15 @@ Every pixel of a pooled map, with its radius x radius neighbourhood, is a point 
 0.5 * log det(Cov(Y) - Cov(Y,P) (Cov(P) + a I)^-1 Cov(Y,P)^T + a I), the log-volume of the
 label's uncertainty left after seeing the prediction.
 
-The original stacks 2 * r * r shifted copies of both maps and multiplies them. This version
-accumulates the (r*r) x (r*r) second moments from products of shifted views, so no stack is ever
-materialised and autograd keeps only views; the algebra then runs in float64 with Cholesky
-factorisations (solves instead of an explicit inverse).
+The original stacks 2 * r * r shifted copies of both maps for all (image, class) pairs at once and
+lets autograd keep them. This version builds the stack for a group of pairs at a time, takes the
+covariances with one matrix product per group, and builds it again in backward instead of keeping
+it (see _NeighbourhoodCovariance); the algebra then runs in float64 with Cholesky factorisations
+(solves instead of an explicit inverse).
 """
 import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from segrun.ops import extension
 
@@ -24,19 +27,72 @@ RADIUS = 3
 _SAVED = 2 * RADIUS**4 + 2 * RADIUS**2
 
 
-def _shifted_views(maps: torch.Tensor, radius: int) -> list[torch.Tensor]:
-    """The radius*radius views maps[..., y:y+h', x:x+w'], row-major over (y, x)."""
-    height, width = maps.shape[-2] - radius + 1, maps.shape[-1] - radius + 1
-    return [maps[..., y:y + height, x:x + width] for y in range(radius) for x in range(radius)]
+# Bytes of neighbourhood stack (float64) built at a time: the (image, class) pairs are taken in
+# groups of about this size, so the stack of all pairs (900 MiB at the study's sizes) never exists
+# at once. At the study's sizes on this project's 2-thread CPU (issue 16; one run, load average
+# about 5), groups of 16, 64, 256 and 1024 MiB took 4.8, 4.4, 3.7 and 3.3 s forward and backward
+# with 100, 216, 711 and 1851 MiB peak extra memory, the original formulation 5.6 s with 1799 MiB.
+_GROUP_BYTES = 256 * 2**20
 
 
-def _centred_moments(a: list[torch.Tensor], b: list[torch.Tensor]) -> torch.Tensor:
-    """[N, C, d, d] with entry (i, j) = sum over points of (a_i - mean a_i)(b_j - mean b_j)."""
-    points = a[0].shape[-1] * a[0].shape[-2]
-    sums_a = torch.stack([v.sum(dim=(-2, -1)) for v in a], dim=-1)
-    sums_b = torch.stack([v.sum(dim=(-2, -1)) for v in b], dim=-1)
-    products = torch.stack([torch.stack([(u * v).sum(dim=(-2, -1)) for v in b], dim=-1) for u in a], dim=-2)
-    return products - sums_a.unsqueeze(-1) * sums_b.unsqueeze(-2) / points
+def _neighbourhoods(labels: torch.Tensor, probs: torch.Tensor, radius: int) -> torch.Tensor:
+    """[k, H, W] label and probability maps -> [k, 2 r^2, points] float64: each point's radius x
+    radius neighbourhood in the labels, then in the probabilities, row-major over the offsets."""
+    maps = torch.stack((labels, probs), dim=1).double()
+    k, _, height, width = maps.shape
+    n_stride, map_stride, row_stride, column_stride = maps.stride()
+    windows = maps.as_strided((k, 2, radius, radius, height - radius + 1, width - radius + 1),
+                              (n_stride, map_stride, row_stride, column_stride, row_stride, column_stride))
+    return windows.reshape(k, 2 * radius * radius, -1)  # the one copy
+
+
+def _groups(pairs: int, points: int, radius: int) -> list[slice]:
+    size = max(1, _GROUP_BYTES // (2 * radius * radius * points * 8))
+    return [slice(start, start + size) for start in range(0, pairs, size)]
+
+
+class _NeighbourhoodCovariance(torch.autograd.Function):
+    """(labels, probs [N, C, H, W], radius) -> [N, C, 2 r^2, 2 r^2] float64: per (image, class), the
+    sums over points of the products of centred neighbourhood values, labels' offsets first. Its
+    backward flows to probs only. Autograd through the whole stack would keep it (1.8 GiB at the
+    study's sizes); this backward builds each group's again."""
+
+    @staticmethod
+    def forward(ctx, labels, probs, radius):
+        n, c, height, width = probs.shape
+        labels, probs = labels.flatten(0, 1), probs.flatten(0, 1)
+        ctx.save_for_backward(labels, probs)
+        ctx.radius = radius
+        points = (height - radius + 1) * (width - radius + 1)
+        covariances = []
+        for group in _groups(n * c, points, radius):
+            stack = _neighbourhoods(labels[group], probs[group], radius)
+            sums = stack.sum(dim=-1)
+            products = stack @ stack.transpose(1, 2)
+            covariances.append(products - sums.unsqueeze(-1) * sums.unsqueeze(-2) / points)
+        dims = 2 * radius * radius
+        return torch.cat(covariances).view(n, c, dims, dims)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        labels, probs = ctx.saved_tensors
+        radius = ctx.radius
+        dims = radius * radius
+        n, c = grad.shape[:2]
+        height, width = probs.shape[-2:]
+        points = (height - radius + 1) * (width - radius + 1)
+        # d/dX of sum(G * Cov) with Cov = (X - mean)(X - mean)^T is (G + G^T)(X - mean); only the
+        # probability rows of X are needed.
+        weights = (grad + grad.transpose(-2, -1)).flatten(0, 1)[:, dims:]
+        grad_probs = torch.empty(probs.shape, dtype=torch.float64, device=probs.device)
+        for group in _groups(n * c, points, radius):
+            stack = _neighbourhoods(labels[group], probs[group], radius)
+            means = stack.sum(dim=-1, keepdim=True) / points
+            grad_points = torch.baddbmm(-(weights[group] @ means), weights[group], stack)
+            # Each map pixel gets the gradient of every neighbourhood value it was copied to.
+            grad_probs[group] = F.fold(grad_points, (height, width), radius).squeeze(1)
+        return None, grad_probs.view(n, c, height, width).to(probs.dtype), None
 
 
 def rmi_lower_bound(labels: torch.Tensor, probs: torch.Tensor, radius: int = RADIUS,
@@ -71,11 +127,9 @@ def rmi_lower_bound_torch(labels: torch.Tensor, probs: torch.Tensor, radius: int
     """The PyTorch implementation of rmi_lower_bound (its specification)."""
     _check(labels, probs, radius)
     dims = radius * radius
-    label_views = _shifted_views(labels.detach().double(), radius)
-    prob_views = _shifted_views(probs.double(), radius)
-    label_cov = _centred_moments(label_views, label_views)
-    prob_cov = _centred_moments(prob_views, prob_views)
-    cross_cov = _centred_moments(label_views, prob_views)
+    covariance = _NeighbourhoodCovariance.apply(labels.detach(), probs, radius)
+    label_cov, prob_cov = covariance[..., :dims, :dims], covariance[..., dims:, dims:]
+    cross_cov = covariance[..., :dims, dims:]
     identity = torch.eye(dims, dtype=torch.float64, device=labels.device)
     prob_factor = torch.linalg.cholesky(prob_cov + positive_alpha * identity)
     # Cov(Y,P) Cov(P)^-1 Cov(Y,P)^T = S^T S with S = L^-1 Cov(Y,P)^T, L the Cholesky factor.
