@@ -168,7 +168,7 @@ def test_a_checkpoint_write_that_fails_midway_leaves_the_previous_checkpoint_who
 
 def test_a_spec_write_that_fails_midway_leaves_no_spec_and_the_next_run_writes_it(tiny, tmp_path, full_disk):
     loaded = resolve(spec.load(tiny))
-    with full_disk(), pytest.raises(OSError, match="No space left"):
+    with full_disk(), pytest.raises(UserError, match=r"cannot write the run folder tiny-\w+ there \(No space left"):
         runner.run_folder_for(loaded, tmp_path / "runs", init=None)
     (folder,) = (tmp_path / "runs").iterdir()
     assert not (folder / "spec.toml").exists()
