@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 
+import attrs
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, OnExceptionCheckpoint, Timer
@@ -25,7 +26,7 @@ from segrun.atomic_write import write_atomically
 from segrun.data import DATASETS
 from segrun.data.preview import viewable_dataset
 from segrun.data.sampling import epochs_vary_in_length
-from segrun.errors import did_you_mean
+from segrun.errors import UserError, did_you_mean
 from segrun.inference import predict
 from segrun.losses import LOSSES, OptionError
 from segrun.losses import create as create_loss
@@ -116,6 +117,20 @@ def read_spec(text: str, source: str = "<spec>") -> Spec:
 
 def read_run_spec(folder: RunFolder) -> Spec:
     return read_spec(folder.spec_file.read_text(), str(folder.spec_file))
+
+
+def reported_protocol(loaded: Spec, options: dict, what: str) -> tuple[Spec, str]:
+    """(the spec, "test" or "eval"): its [test] where it has one, else its [eval], with `options`
+    replacing their fields and the spec checked again; a bad option is a UserError led by `what`."""
+    protocol = "test" if loaded.test is not None else "eval"
+    try:
+        changed = attrs.evolve(loaded, **{protocol: attrs.evolve(getattr(loaded, protocol), **options)})
+        check_spec(changed)
+    except (TypeError, ValueError) as error:
+        raise UserError(f"{what}: {error}") from None
+    except KeyProblem as error:
+        raise UserError(f"{what}: {error.problem}") from None
+    return changed, protocol
 
 
 # ---- the model and its losses --------------------------------------------------------------------

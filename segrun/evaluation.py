@@ -4,7 +4,6 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import attrs
 import pytorch_lightning as pl
 
 from segrun import build, quiet
@@ -17,7 +16,7 @@ from segrun.models.weights import load_run_checkpoint, load_trained
 from segrun.progress import ProgressBar
 from segrun.resolve import eval_precision
 from segrun.run_folder import locate
-from segrun.spec import KeyProblem, Spec
+from segrun.spec import Spec
 from segrun.spec.loader import to_table
 from segrun.task import SegmentationTask
 
@@ -69,15 +68,8 @@ def _score(spec: Spec, load: Callable[[SegmentationTask], None], eval_file: Path
     else its [eval] (validation) options, `options` (scales, flip, sliding, combine, model_scales)
     replacing theirs where given; print the per-class table and write the scores, the protocol
     used and `source` (what was evaluated) to `eval_file`."""
-    protocol = "test" if spec.test is not None else "eval"
     given = {key: value for key, value in options.items() if value is not None}
-    try:
-        spec = attrs.evolve(spec, **{protocol: attrs.evolve(getattr(spec, protocol), **given)})
-        build.check_spec(spec)
-    except ValueError as error:
-        raise UserError(f"eval options: {error}") from None
-    except KeyProblem as error:
-        raise UserError(f"eval options: {error.problem}") from None
+    spec, protocol = build.reported_protocol(spec, given, "eval options")
     task = build.task(spec, load_weights=False)
     load(task)
     quiet.install()

@@ -3,7 +3,6 @@ out, with the run's normalisation and prediction protocol. `segrun export` expor
 computation."""
 from pathlib import Path
 
-import attrs
 import numpy as np
 import torch
 from torch import nn
@@ -15,7 +14,7 @@ from segrun.data.transforms import build_pipeline
 from segrun.errors import UserError
 from segrun.models.weights import load_trained
 from segrun.run_folder import RunFolder, locate
-from segrun.spec import KeyProblem, PredictionSpec, Spec
+from segrun.spec import PredictionSpec, Spec
 
 
 class Normalisation(nn.Module):
@@ -98,14 +97,7 @@ class Predictor:
 
 def _protocol(spec: Spec, options: dict) -> PredictionSpec:
     """The spec's [test] where it has one, else its [eval], with `options` replacing their fields."""
-    protocol = "test" if spec.test is not None else "eval"
-    try:
-        changed = attrs.evolve(spec, **{protocol: attrs.evolve(getattr(spec, protocol), **options)})
-        build.check_spec(changed)
-    except (TypeError, ValueError) as error:
-        raise UserError(f"prediction options: {error}") from None
-    except KeyProblem as error:
-        raise UserError(f"prediction options: {error.problem}") from None
+    changed, protocol = build.reported_protocol(spec, options, "prediction options")
     return getattr(changed, protocol)
 
 
