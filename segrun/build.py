@@ -15,7 +15,8 @@ from pathlib import Path
 import attrs
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, OnExceptionCheckpoint, Timer
+from lightning_fabric.plugins.environments import SLURMEnvironment
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint, Timer
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.plugins import TorchCheckpointIO
 from pytorch_lightning.strategies import StrategyRegistry
@@ -36,7 +37,9 @@ from segrun.progress import ProgressBar
 from segrun.resolve import resolved_memory_format
 from segrun.run_folder import InitCheckpoint, RunFolder
 from segrun.spec import KeyProblem, PredictionSpec, Spec
-from segrun.task import NonFiniteLoss, SegmentationTask
+from segrun.step_seeds import StepSeeds
+from segrun.stopping import StopOnSignal
+from segrun.task import SegmentationTask
 from segrun.validation_figures import ValidationFigures
 
 # ---- the spec ----------------------------------------------------------------------------------
@@ -218,36 +221,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         write_atomically(Path(path), serialized.getvalue())
 
 
-class InterruptionCheckpoint(OnExceptionCheckpoint):
-    """interrupted.ckpt when training stops on an exception or Ctrl-C, written only while training
-    runs: before on_train_start the model holds weights neither trained nor restored in this
-    process (restoring a checkpoint may be what failed), and after on_train_end last.ckpt holds the
-    final state. `written` says whether this process wrote it."""
-
-    def __init__(self, dirpath: Path, filename: str = "interrupted"):
-        super().__init__(dirpath, filename)
-        self.training = False
-        self.written = False
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.training = True
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.training = False
-
-    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        # After a non-finite loss the weights took a step without gradients: last.ckpt is the good state.
-        if self.training and not isinstance(exception, NonFiniteLoss):
-            super().on_exception(trainer, pl_module, exception)
-            self.written = True
-
-
 @contextmanager
 def ctrl_c_as_keyboard_interrupt(trainer: pl.Trainer, message: Callable[[], str]):
-    """Lightning answers Ctrl-C by running its exception callbacks (interrupted.ckpt), then
-    sys.exit(1); here that becomes KeyboardInterrupt(message()), which the CLI prints as one line
-    with exit status 130, as shells and schedulers expect of Ctrl-C. Lightning's ignoring of
-    further Ctrl-C during its shutdown ends here too."""
+    """Lightning answers a KeyboardInterrupt (Ctrl-C outside training, a second Ctrl-C inside it:
+    see segrun.stopping) by running its exception callbacks, then sys.exit(1); here that becomes
+    KeyboardInterrupt(message()), which the CLI prints as one line with exit status 130, as shells
+    and schedulers expect of Ctrl-C. Lightning's ignoring of further Ctrl-C during its shutdown
+    ends here too."""
     handler = signal.getsignal(signal.SIGINT)
     try:
         yield
@@ -259,8 +239,11 @@ def ctrl_c_as_keyboard_interrupt(trainer: pl.Trainer, message: Callable[[], str]
 
 
 def trainer(loaded: Spec, folder: RunFolder, progress: bool = True, callbacks=()) -> pl.Trainer:
-    """The training Trainer: best and last checkpoints, a checkpoint on interruption, TensorBoard
-    (with the validation figures) and CSV logs in the run folder, and any extra `callbacks`."""
+    """The training Trainer: best and last checkpoints, stopping at a step boundary on a signal (and
+    a checkpoint on interruption), per-step seeds, TensorBoard (with the validation figures) and CSV
+    logs in the run folder, and any extra `callbacks`. Under SLURM, Lightning's own requeue handling
+    (hpc_ckpt_*.ckpt, written whenever the signal arrives) is off: StopOnSignal does it at a step
+    boundary."""
     t = loaded.trainer
     callbacks = [
         *callbacks,
@@ -271,7 +254,8 @@ def trainer(loaded: Spec, folder: RunFolder, progress: bool = True, callbacks=()
         # Its own callback: Lightning's save_last only rewrites last.ckpt when the best one changes.
         ModelCheckpoint(dirpath=folder.checkpoints, filename="last", every_n_epochs=1, save_top_k=1,
                         enable_version_counter=False),
-        InterruptionCheckpoint(folder.checkpoints),
+        StopOnSignal(folder.checkpoints / "interrupted.ckpt"),
+        StepSeeds(loaded.seed),
         Timer(),
         LearningRateMonitor(logging_interval="step"),
         *([ProgressBar()] if progress else []),
@@ -285,5 +269,6 @@ def trainer(loaded: Spec, folder: RunFolder, progress: bool = True, callbacks=()
         check_val_every_n_epoch=loaded.eval.every_n_epochs, callbacks=callbacks, logger=loggers,
         enable_progress_bar=progress, enable_model_summary=False, use_distributed_sampler=False,
         reload_dataloaders_every_n_epochs=1 if epochs_vary_in_length(loaded.data.coarse_schedule) else 0,
-        detect_anomaly=t.detect_anomaly, plugins=[AtomicCheckpointIO()],
+        detect_anomaly=t.detect_anomaly,
+        plugins=[AtomicCheckpointIO(), *([SLURMEnvironment(auto_requeue=False)] if SLURMEnvironment.detect() else [])],
     )

@@ -1,6 +1,7 @@
 """The segrun command line: the commands (segrun.commands, one module per group) and their dispatch.
 User errors print one line and exit with status 2;
-Ctrl-C prints one line and exits with status 130."""
+Ctrl-C prints one line and exits with status 130, a scheduler's stop signal one line and the
+status segrun.runner gives it."""
 import argparse
 import sys
 from collections.abc import Sequence
@@ -18,7 +19,7 @@ from segrun.commands import (
     summary,
     train,
 )
-from segrun.errors import UserError
+from segrun.errors import Stopped, UserError
 
 # The commands in the order `segrun --help` lists them.
 COMMANDS = {
@@ -62,6 +63,10 @@ def main(argv=None) -> int:
     except UserError as error:
         print(f"segrun: error: {error}", file=sys.stderr)
         return 2
+    except Stopped as stopped:  # a scheduler's signal; training has written its checkpoint by now
+        if str(stopped):
+            print(f"segrun: {stopped}", file=sys.stderr)
+        return stopped.exit_status
     except KeyboardInterrupt as interruption:  # Ctrl-C; training has written its checkpoint by now
         print(f"segrun: interrupted{f': {interruption}' if str(interruption) else ''}", file=sys.stderr)
         return 130

@@ -6,6 +6,15 @@ class UserError(Exception):
     """A problem the user can fix: a bad spec, a missing dataset, a run folder in the way."""
 
 
+class Stopped(Exception):
+    """A command stopped on purpose before it finished (training on a scheduler's signal): the CLI
+    prints its message, if any, as one line and exits with `exit_status`."""
+
+    def __init__(self, message: str, exit_status: int):
+        super().__init__(message)
+        self.exit_status = exit_status
+
+
 class DatasetError(UserError):
     """A dataset folder is missing, incomplete or not prepared."""
 

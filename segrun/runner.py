@@ -1,7 +1,8 @@
 """From a Spec to a trained, validated run folder: the parts come from segrun.build, then
 Lightning's Trainer fits and validates, and metrics.json records the result and its lineage."""
+import os
+import signal
 import time
-import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -10,7 +11,7 @@ from pytorch_lightning.callbacks import Timer
 
 from segrun import build, lineage, quiet
 from segrun.data.datamodule import ensure_dataset
-from segrun.errors import UserError
+from segrun.errors import Stopped, UserError
 from segrun.inference import describe_prediction
 from segrun.metrics import format_iou_table
 from segrun.models.weights import check_training_checkpoint
@@ -18,6 +19,7 @@ from segrun.resolve import describe, resolve
 from segrun.run_folder import InitCheckpoint, RunFolder, init_checkpoint, run_folder_for
 from segrun.spec import Spec, spec_hash
 from segrun.spec.loader import to_table
+from segrun.stopping import Stop, StopOnSignal, TrainingStopped, requeue
 from segrun.task import NonFiniteLoss
 
 
@@ -41,39 +43,41 @@ def train(spec: Spec, runs_dir: Path, force: bool = False, progress: bool = True
     datamodule = build.datamodule(spec)
     trainer = build.trainer(spec, folder, progress)
     timer = next(callback for callback in trainer.callbacks if isinstance(callback, Timer))
-    interruption = next(callback for callback in trainer.callbacks if isinstance(callback, build.InterruptionCheckpoint))
+    stopping = next(callback for callback in trainer.callbacks if isinstance(callback, StopOnSignal))
     resume = folder.resume_point(lambda path: check_training_checkpoint(task, path))
     if resume.describe(folder):
         print(resume.describe(folder))
 
     def interrupted() -> str:
-        if interruption.written:
+        if stopping.written:
             return (f"{folder.path}: stopped at step {trainer.global_step} (epoch {trainer.current_epoch}); "
                     "checkpoints/interrupted.ckpt holds it; run the same command to resume")
-        return f"{folder.path}: stopped; run the same command to resume"
+        return f"{folder.path}: stopped; run the same command to resume from its last checkpoint"
 
     with build.ctrl_c_as_keyboard_interrupt(trainer, interrupted):
-        with warnings.catch_warnings():
-            # Lightning reads ckpt_path=None as "last" when an OnExceptionCheckpoint is present, and
-            # warns; segrun has already chosen (resume_point), and None only when nothing loads.
-            warnings.filterwarnings("ignore", message=r".*(there is no last checkpoint available|was called without a model)")
-            try:
-                trainer.fit(task, datamodule=datamodule, ckpt_path=resume.checkpoint)
-            except NonFiniteLoss as error:
-                raise UserError(f"{folder.path}: {error}") from None
+        try:
+            trainer.fit(task, datamodule=datamodule, ckpt_path=resume.checkpoint)
+        except NonFiniteLoss as error:
+            raise UserError(f"{folder.path}: {error}") from None
+        except TrainingStopped as stopped:
+            _stopped(folder, stopped.stop, trainer.is_global_zero)
     # Read before validate(ckpt_path=best) restores the Timer's state from that checkpoint.
     train_seconds = timer.time_elapsed("train")  # all attempts: the Timer's state is checkpointed
     best = trainer.checkpoint_callback.best_model_path or None
     with build.ctrl_c_as_keyboard_interrupt(trainer, interrupted):
-        validation_started = time.monotonic()
-        trainer.validate(task, datamodule=datamodule, ckpt_path=best, verbose=False)
-        validation_seconds = time.monotonic() - validation_started
-        test = None
-        if spec.test is not None:  # the reported numbers' protocol, on the same best checkpoint
-            test_started = time.monotonic()
-            trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False)
-            test = {**task.last_test_scores, "options": to_table(spec.test),
-                    "seconds_per_image": round((time.monotonic() - test_started) / max(len(datamodule.test_set), 1), 4)}
+        try:
+            validation_started = time.monotonic()
+            trainer.validate(task, datamodule=datamodule, ckpt_path=best, verbose=False)
+            validation_seconds = time.monotonic() - validation_started
+            test = None
+            if spec.test is not None:  # the reported numbers' protocol, on the same best checkpoint
+                test_started = time.monotonic()
+                trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False)
+                test = {**task.last_test_scores, "options": to_table(spec.test),
+                        "seconds_per_image": round((time.monotonic() - test_started) / max(len(datamodule.test_set), 1),
+                                                   4)}
+        except TrainingStopped as stopped:
+            _stopped(folder, stopped.stop, trainer.is_global_zero, evaluating=True)
     if trainer.is_global_zero:
         checkpoint = torch.load(best, map_location="cpu", weights_only=True) if best else None
         metrics = {
@@ -101,3 +105,29 @@ def train(spec: Spec, runs_dir: Path, force: bool = False, progress: bool = True
             print(f"\ntest protocol ({describe_prediction(spec.test)}):\n{format_iou_table(test)}")
             print(f"{folder.metrics_file}: test mIoU {test['mIoU']:.4f}")
     return folder
+
+
+def _stopped(folder: RunFolder, stop: Stop, global_zero: bool, evaluating: bool = False):
+    """Training (or the evaluation after it) stopped on a signal (segrun.stopping): one line on the
+    first process, the SLURM job requeued if a requeue signal asked for it, and the exit:
+    KeyboardInterrupt for Ctrl-C (status 130), else Stopped with status 0 under SLURM, whose job
+    state records the preemption, and 128 + the signal's number elsewhere, as a process killed by
+    it would report."""
+    if stop.saved:
+        where = (f"stopped at step {stop.step} (epoch {stop.epoch}) on {stop.signal_name}; "
+                 "checkpoints/interrupted.ckpt holds it")
+    elif evaluating:
+        where = f"stopped on {stop.signal_name} in the evaluation after training (training is complete)"
+    else:
+        where = f"stopped on {stop.signal_name} before training went on (nothing new to save)"
+    if stop.requeue_job is not None and global_zero:
+        requeue(stop.requeue_job)
+        then = f"SLURM job {stop.requeue_job} is requeued and resumes from there"
+    elif os.environ.get("SLURM_JOB_ID"):
+        then = "a requeued SLURM job resumes by itself; otherwise run the same command to resume"
+    else:
+        then = "run the same command to resume"
+    message = f"{folder.path}: {where}; {then}" if global_zero else ""
+    if stop.signum == signal.SIGINT:
+        raise KeyboardInterrupt(message) from None
+    raise Stopped(message, 0 if os.environ.get("SLURM_JOB_ID") else 128 + stop.signum) from None

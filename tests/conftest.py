@@ -1,4 +1,6 @@
 import contextlib
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -72,16 +74,64 @@ log_every_n_steps = 1
 """
 
 
-@pytest.fixture
-def tiny_spec(tmp_path, write_spec):
-    """tiny_spec(extra="", name="spec.toml", **fields) -> a spec training the smallest HRNet on
-    synthetic data generated under tmp_path/data; `extra` is appended (e.g. [[loss]] tables)."""
-    def write(extra: str = "", name: str = "spec.toml", **fields) -> Path:
-        values = {"dataset": "cityscapes", "root": tmp_path / "data", "batch_size": 4, "train_images": 16,
-                  "val_images": 4, "width": 128, "lr": 0.003, "epochs": 3, **fields}
-        return write_spec(TINY_SPEC.format(**values) + extra, name)
+def write_tiny_spec(folder: Path, extra: str = "", name: str = "spec.toml", model: str = "hrnet", **fields) -> Path:
+    """A spec training `model` on the smallest HRNet, on synthetic data generated under folder/data;
+    `extra` is appended (e.g. [[loss]] tables)."""
+    values = {"dataset": "cityscapes", "root": folder / "data", "batch_size": 4, "train_images": 16,
+              "val_images": 4, "width": 128, "lr": 0.003, "epochs": 3, **fields}
+    path = folder / name
+    path.write_text(TINY_SPEC.format(**values).replace("[model]\n", f'[model]\nname = "{model}"\n') + extra)
+    return path
 
-    return write
+
+@pytest.fixture
+def tiny_spec(tmp_path):
+    """tiny_spec(extra="", name="spec.toml", model="hrnet", **fields) -> write_tiny_spec in tmp_path."""
+    return lambda extra="", name="spec.toml", **fields: write_tiny_spec(tmp_path, extra, name, **fields)
+
+
+@pytest.fixture
+def signal_during(monkeypatch):
+    """signal_during(signum, step=N): this process receives `signum` (`times` times) from inside
+    training step N, as from Ctrl-C or a scheduler; validation_after_epoch=E: from inside the first
+    validation step after epoch E; final_validation=True: from inside the validation after training;
+    checkpoint="last.ckpt": while that file is first written. Once."""
+    from segrun.build import AtomicCheckpointIO
+    from segrun.task import SegmentationTask
+
+    def arrange(signum=signal.SIGINT, *, step=None, validation_after_epoch=None, final_validation=False, checkpoint=None,
+                times=1):
+        sent = []
+
+        def send():
+            if not sent:
+                sent.append(signum)
+                for _ in range(times):
+                    os.kill(os.getpid(), signum)
+
+        def training_step(task, batch, index, real=SegmentationTask.training_step):
+            if task.global_step == step:
+                send()
+            return real(task, batch, index)
+
+        def validation_step(task, batch, index, real=SegmentationTask.validation_step):
+            fitting = task.trainer.state.fn == "fit" and not task.trainer.sanity_checking
+            if (fitting and task.current_epoch == validation_after_epoch) or \
+                    (final_validation and task.trainer.state.fn == "validate"):
+                send()
+            return real(task, batch, index)
+
+        def save_checkpoint(io, state, path, storage_options=None, real=AtomicCheckpointIO.save_checkpoint):
+            if Path(path).name == checkpoint:
+                send()
+            return real(io, state, path, storage_options)
+
+        monkeypatch.setattr(SegmentationTask, "training_step", training_step)
+        monkeypatch.setattr(SegmentationTask, "validation_step", validation_step)
+        monkeypatch.setattr(AtomicCheckpointIO, "save_checkpoint", save_checkpoint)
+        return sent
+
+    return arrange
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from segrun import build
 from segrun.cli import main
 from segrun.resolve import resolve
 from segrun.run_folder import planned_run_folder
-from segrun.task import SegmentationTask
 
 
 @pytest.fixture
@@ -34,18 +33,6 @@ def snapshot(folder) -> dict:
     return {path.relative_to(folder.path): path.read_bytes() for path in folder.path.rglob("*") if path.is_file()}
 
 
-def interrupt_at_step(monkeypatch, step: int) -> None:
-    """Ctrl-C (KeyboardInterrupt) as training reaches `step`."""
-    real_step = SegmentationTask.training_step
-
-    def step_then_interrupt(self, batch, batch_index):
-        if self.global_step == step:
-            raise KeyboardInterrupt
-        return real_step(self, batch, batch_index)
-
-    monkeypatch.setattr(SegmentationTask, "training_step", step_then_interrupt)
-
-
 def train(spec_file, runs, *overrides) -> int:
     return main([str(spec_file), *overrides, "--runs", str(runs), "--no-progress"])
 
@@ -57,21 +44,22 @@ def resumed_steps(folder, version: int) -> list[int]:
         return [int(row["step"]) for row in csv.DictReader(file) if row.get("train/loss")]
 
 
-def test_ctrl_c_writes_its_checkpoint_then_exits_130_with_one_line(tiny, tmp_path, monkeypatch, capsys):
+def test_ctrl_c_writes_its_checkpoint_then_exits_130_with_one_line(tiny, tmp_path, signal_during, capsys):
     handler = signal.getsignal(signal.SIGINT)
-    interrupt_at_step(monkeypatch, 3)
+    signal_during(signal.SIGINT, step=3)  # the step (the last of epoch 1) finishes; training stops in its validation
     assert train(tiny, tmp_path / "runs") == 130
     folder = run_folder(tiny, tmp_path / "runs")
     assert only_line(capsys.readouterr().err) == (
-        f"segrun: interrupted: {folder.path}: stopped at step 3 (epoch 1); checkpoints/interrupted.ckpt holds it; "
-        "run the same command to resume")
-    assert torch.load(folder.checkpoints / "interrupted.ckpt", weights_only=True)["global_step"] == 3
+        f"segrun: interrupted: {folder.path}: stopped at step 4 (epoch 1) on SIGINT; checkpoints/interrupted.ckpt "
+        "holds it; run the same command to resume")
+    assert torch.load(folder.checkpoints / "interrupted.ckpt", weights_only=True)["global_step"] == 4
     assert signal.getsignal(signal.SIGINT) == handler  # Lightning's "ignore further Ctrl-C" does not outlive training
 
 
 def test_a_truncated_checkpoint_is_moved_aside_and_the_run_resumes_from_the_newest_good_one(tiny, tmp_path,
-                                                                                          monkeypatch, capsys):
-    interrupt_at_step(monkeypatch, 4)  # after two whole epochs: best-epoch=00N.ckpt, last.ckpt, interrupted.ckpt
+                                                                                          monkeypatch, signal_during,
+                                                                                          capsys):
+    signal_during(signal.SIGINT, step=4)  # after two whole epochs: best-epoch=00N.ckpt, last.ckpt, interrupted.ckpt
     assert train(tiny, tmp_path / "runs") == 130
     monkeypatch.undo()
     folder = run_folder(tiny, tmp_path / "runs")
@@ -107,8 +95,8 @@ class NotATensor:
     pass
 
 
-def test_a_run_with_no_good_checkpoint_says_so_then_starts_again(tiny, tmp_path, monkeypatch, capsys):
-    interrupt_at_step(monkeypatch, 2)
+def test_a_run_with_no_good_checkpoint_says_so_then_starts_again(tiny, tmp_path, monkeypatch, signal_during, capsys):
+    signal_during(signal.SIGINT, step=2)
     assert train(tiny, tmp_path / "runs") == 130
     monkeypatch.undo()
     folder = run_folder(tiny, tmp_path / "runs")
@@ -130,10 +118,11 @@ def test_a_run_with_no_good_checkpoint_says_so_then_starts_again(tiny, tmp_path,
     assert resumed_steps(folder, version=1)[0] == 0
 
 
-def test_no_checkpoint_is_written_from_weights_that_were_not_restored(tiny, tmp_path, monkeypatch, capsys):
+def test_no_checkpoint_is_written_from_weights_that_were_not_restored(tiny, tmp_path, monkeypatch, signal_during,
+                                                                     capsys):
     """The safety net behind the check: a checkpoint that passes it but fails as Lightning restores
     it leaves no interrupted.ckpt of freshly built weights behind."""
-    interrupt_at_step(monkeypatch, 2)
+    signal_during(signal.SIGINT, step=2)
     assert train(tiny, tmp_path / "runs") == 130
     monkeypatch.undo()
     folder = run_folder(tiny, tmp_path / "runs")

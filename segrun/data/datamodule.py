@@ -1,5 +1,7 @@
 """The LightningDataModule of a spec: train and val datasets with their pipelines."""
+import atexit
 import os
+import weakref
 
 import pytorch_lightning as pl
 import torch
@@ -14,6 +16,7 @@ from segrun.data.sampling import (
     optimizer_steps,
 )
 from segrun.data.transforms import build_pipeline
+from segrun.stopping import ignore_stop_signals
 from segrun.spec import DataSpec, EvalSpec, TestSpec
 
 
@@ -37,6 +40,21 @@ def loader_workers(num_workers: int | str) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     processes = max(1, torch.cuda.device_count())
     return max(0, min(8, cores // processes - 1))
+
+
+# Every loader made here, so that their workers are shut down before the interpreter exits: the
+# workers ignore stop signals (stopping.ignore_stop_signals), and multiprocessing's own exit handler
+# would stop them with SIGTERM and wait for them forever. Lightning shuts the loaders of the loop it
+# ran down itself, but not always all of them (training stopped during validation, an error).
+_loaders: "weakref.WeakSet[DataLoader]" = weakref.WeakSet()
+
+
+@atexit.register  # runs before multiprocessing's handler, registered earlier (at `import torch`)
+def _shut_down_workers() -> None:
+    for loader in list(_loaders):
+        iterator = getattr(loader, "_iterator", None)  # a persistent_workers loader's live iterator
+        if iterator is not None and hasattr(iterator, "_shutdown_workers"):
+            iterator._shutdown_workers()
 
 
 class SeededAugmentations(Dataset):
@@ -96,9 +114,11 @@ class SegmentationDataModule(pl.LightningDataModule):
     def _loader(self, dataset, batch_size: int, sampler, drop_last: bool, loader=DataLoader) -> DataLoader:
         workers = loader_workers(self.data.num_workers)
         # Each worker assembles whole batches; two in flight per worker keep a step's batch ready.
-        return loader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=workers,
+        made = loader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=workers,
                       pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0,
-                      prefetch_factor=2 if workers > 0 else None)
+                      prefetch_factor=2 if workers > 0 else None, worker_init_fn=ignore_stop_signals)
+        _loaders.add(made)
+        return made
 
     def train_dataloader(self) -> DataLoader:
         sampler = ResumableSampler(self._train_sampler(), self.data.batch_size, self._trained_batches)
