@@ -1,4 +1,6 @@
 import contextlib
+import csv
+import json
 import os
 import signal
 from pathlib import Path
@@ -171,3 +173,34 @@ def full_disk(monkeypatch):
             yield
 
     return fill
+
+
+def validation_scores(folder) -> dict[int, float]:  # folder: a segrun.run_folder.RunFolder
+    """val/mIoU by epoch over every attempt's CSV log: each epoch's validation while fitting."""
+    scores = {}
+    for log in sorted(folder.logs.glob("csv/version_*/metrics.csv")):
+        with open(log) as file:
+            scores |= {int(row["epoch"]): float(row["val/mIoU"]) for row in csv.DictReader(file) if row.get("val/mIoU")}
+    return scores
+
+
+def assert_same_end(expected, actual) -> None:
+    """Every tensor of the final training state equal, bit for bit, every epoch validated with the
+    same scores, and the same chosen checkpoint and scores."""
+    import torch
+
+    want, got = (torch.load(f.checkpoints / "last.ckpt", map_location="cpu", weights_only=True) for f in (expected, actual))
+    assert want["state_dict"].keys() == got["state_dict"].keys()
+    for name, tensor in want["state_dict"].items():  # BatchNorm's num_batches_tracked among them
+        assert torch.equal(tensor, got["state_dict"][name]), name
+    (want_optimizer,), (got_optimizer,) = want["optimizer_states"], got["optimizer_states"]
+    assert want_optimizer["param_groups"] == got_optimizer["param_groups"]
+    for index, state in want_optimizer["state"].items():
+        for key, value in state.items():
+            assert torch.equal(torch.as_tensor(value), torch.as_tensor(got_optimizer["state"][index][key])), (index, key)
+    assert want["lr_schedulers"] == got["lr_schedulers"]
+    assert (want["epoch"], want["global_step"]) == (got["epoch"], got["global_step"])
+    assert validation_scores(expected) == validation_scores(actual)
+    want_metrics, got_metrics = (json.loads(f.metrics_file.read_text()) for f in (expected, actual))
+    for key in ("mIoU", "pixel_accuracy", "per_class_iou", "confusion_matrix", "epoch", "step", "checkpoint"):
+        assert want_metrics[key] == got_metrics[key], key

@@ -2,8 +2,6 @@
 step, in validation, while a checkpoint is written) stops at a step boundary, and the resumed run
 ends bit-identical to a run never stopped: weights, BatchNorm counters, optimizer and schedule
 state, the chosen checkpoint and its scores."""
-import csv
-import json
 import os
 import signal
 import subprocess
@@ -14,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import write_tiny_spec
+from conftest import assert_same_end, write_tiny_spec
 from segrun.cli import main
 from segrun.run_folder import RunFolder
 from segrun.task import SegmentationTask
@@ -44,35 +42,6 @@ def uninterrupted(tmp_path_factory) -> dict[str, RunFolder]:
         (run,) = (folder / "runs").iterdir()
         runs[model] = RunFolder(run)
     return runs
-
-
-def validation_scores(folder: RunFolder) -> dict[int, float]:
-    """val/mIoU by epoch over every attempt's CSV log: each epoch's validation while fitting."""
-    scores = {}
-    for log in sorted(folder.logs.glob("csv/version_*/metrics.csv")):
-        with open(log) as file:
-            scores |= {int(row["epoch"]): float(row["val/mIoU"]) for row in csv.DictReader(file) if row.get("val/mIoU")}
-    return scores
-
-
-def assert_same_end(expected: RunFolder, actual: RunFolder) -> None:
-    """Every tensor of the final training state equal, bit for bit, every epoch validated with the
-    same scores, and the same chosen checkpoint and scores."""
-    want, got = (torch.load(f.checkpoints / "last.ckpt", map_location="cpu", weights_only=True) for f in (expected, actual))
-    assert want["state_dict"].keys() == got["state_dict"].keys()
-    for name, tensor in want["state_dict"].items():  # BatchNorm's num_batches_tracked among them
-        assert torch.equal(tensor, got["state_dict"][name]), name
-    (want_optimizer,), (got_optimizer,) = want["optimizer_states"], got["optimizer_states"]
-    assert want_optimizer["param_groups"] == got_optimizer["param_groups"]
-    for index, state in want_optimizer["state"].items():
-        for key, value in state.items():
-            assert torch.equal(torch.as_tensor(value), torch.as_tensor(got_optimizer["state"][index][key])), (index, key)
-    assert want["lr_schedulers"] == got["lr_schedulers"]
-    assert (want["epoch"], want["global_step"]) == (got["epoch"], got["global_step"])
-    assert validation_scores(expected) == validation_scores(actual)
-    want_metrics, got_metrics = (json.loads(f.metrics_file.read_text()) for f in (expected, actual))
-    for key in ("mIoU", "pixel_accuracy", "per_class_iou", "confusion_matrix", "epoch", "step", "checkpoint"):
-        assert want_metrics[key] == got_metrics[key], key
 
 
 STOPS = {  # where the signal arrives -> (model, signal, signal_during's arguments, (step, epoch) interrupted.ckpt holds)

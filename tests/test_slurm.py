@@ -1,0 +1,113 @@
+"""Training on a real one-node SLURM cluster (tests/slurm_cluster.py): preempted and requeued jobs
+resume to the end of a job never preempted, and a two-task job trains with DDP. Skipped where the
+cluster cannot start, unless SEGRUN_TEST_SLURM=required (.ci/run sets it once it installed SLURM)."""
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import slurm_cluster
+from conftest import assert_same_end, write_tiny_spec
+from segrun.cli import main
+from segrun.run_folder import RunFolder
+
+pytestmark = pytest.mark.slurm
+REPO = Path(__file__).resolve().parents[1]
+
+JOB = """#!/bin/bash
+#SBATCH --output={log}
+#SBATCH --open-mode=append
+{options}
+export PYTHONUNBUFFERED=1
+cd {repo}
+srun {python} -m segrun {spec} {overrides} --runs {runs} --no-progress
+"""
+
+
+@pytest.fixture(scope="session")
+def slurm():
+    try:
+        cluster = slurm_cluster.start()
+    except slurm_cluster.Unavailable as why:
+        if os.environ.get("SEGRUN_TEST_SLURM") == "required":
+            raise
+        pytest.skip(str(why))
+    yield cluster
+    cluster.stop()
+
+
+def submit(cluster, folder: Path, spec: Path, name: str, options: str = "", overrides: str = "") -> tuple[str, Path]:
+    """(job id, its log) of `segrun SPEC` into folder/name."""
+    log = folder / f"{name}.log"
+    script = JOB.format(log=log, options=options, repo=REPO, python=sys.executable, spec=spec, overrides=overrides,
+                        runs=folder / name)
+    return cluster.sbatch(script, folder), log
+
+
+def wait_for_text(log: Path, text: str, cluster, job: str, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while not (log.is_file() and text in log.read_text()):
+        state = cluster.job(job).get("JobState")
+        assert state in {"PENDING", "RUNNING", "COMPLETING"}, f"job {job} {state} before '{text}':\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"no '{text}' in {log} after {timeout} s"
+        time.sleep(0.2)
+
+
+def preempt(cluster, job: str, *command: str) -> None:
+    """Preempt the job with `command` (which must requeue it) and have it run again at once."""
+    restarts = int(cluster.job(job)["Restarts"])
+    cluster.run(*command, job)
+    deadline = time.monotonic() + 120
+    while int(cluster.job(job)["Restarts"]) == restarts:
+        assert time.monotonic() < deadline, f"job {job} was not requeued by {' '.join(command)}"
+        time.sleep(0.2)
+    cluster.wait_for(job, {"PENDING", "RUNNING"}, timeout=120)
+    if cluster.job(job)["JobState"] == "PENDING":  # held until its credentials expire; start it now
+        cluster.run("scontrol", "update", f"jobid={job}", "StartTime=now+2", check=False)
+    cluster.wait_for(job, {"RUNNING"}, timeout=120)
+
+
+def test_a_job_preempted_twice_and_requeued_by_usr1_ends_as_one_never_preempted(slurm, tmp_path):
+    spec = write_tiny_spec(tmp_path, width=96, epochs=8)
+    spec.write_text(spec.read_text().replace("num_workers = 0", "num_workers = 2"))  # workers get the signals too
+    whole_cpus = f"#SBATCH --cpus-per-task={os.cpu_count()}"  # one job at a time: no two trainings share the cores
+    reference, reference_log = submit(slurm, tmp_path, spec, "whole", whole_cpus)
+    assert slurm.wait_for(reference, {"COMPLETED", "FAILED", "CANCELLED"})["JobState"] == "COMPLETED", \
+        reference_log.read_text()
+
+    job, log = submit(slurm, tmp_path, spec, "preempted", whole_cpus)
+    wait_for_text(log, "validation after epoch 0 ", slurm, job)
+    preempt(slurm, job, "scontrol", "requeue")  # SIGTERM to every process of the job, then a new run
+    wait_for_text(log, "validation after epoch 2 ", slurm, job)
+    preempt(slurm, job, "scontrol", "requeue")
+    wait_for_text(log, "validation after epoch 4 ", slurm, job)
+    preempt(slurm, job, "scancel", "--signal=USR1")  # as #SBATCH --signal=USR1@90 sends it: segrun requeues itself
+    final = slurm.wait_for(job, {"COMPLETED", "FAILED", "CANCELLED"})
+    text = log.read_text()
+    assert final["JobState"] == "COMPLETED" and final["Restarts"] == "3", text
+    assert "Traceback" not in text and "killed by signal" not in text, text
+    stops = [line for line in text.splitlines() if line.startswith("segrun: ")]
+    assert len(stops) == 3, text
+    (whole,), (preempted,) = (tmp_path / "whole").iterdir(), (tmp_path / "preempted").iterdir()
+    assert all(f"{preempted}: stopped at step " in line for line in stops)
+    assert [line.split(" on ")[1].split(";")[0] for line in stops] == ["SIGTERM", "SIGTERM", "SIGUSR1"]
+    assert stops[0].endswith("a requeued SLURM job resumes by itself; otherwise run the same command to resume")
+    assert stops[2].endswith(f"SLURM job {job} is requeued and resumes from there")
+    assert_same_end(RunFolder(whole), RunFolder(preempted))
+
+
+def test_a_two_task_job_trains_with_ddp_and_validates_every_image_once(slurm, tmp_path):
+    spec = write_tiny_spec(tmp_path, batch_size=2, width=96, epochs=1)
+    job, log = submit(slurm, tmp_path, spec, "runs", "#SBATCH --ntasks-per-node=2\n#SBATCH --cpus-per-task=1",
+                      "trainer.accelerator=cpu trainer.devices=2 trainer.strategy=ddp")
+    final = slurm.wait_for(job, {"COMPLETED", "FAILED", "CANCELLED"})
+    text = log.read_text()
+    assert final["JobState"] == "COMPLETED" and "Traceback" not in text, text
+    assert text.count("validation after epoch 0 ") == 1 and "GLOBAL_RANK: 1, MEMBER: 2/2" in text, text
+    (run,) = (tmp_path / "runs").iterdir()
+    distributed = json.loads((run / "metrics.json").read_text())["confusion_matrix"]
+    assert main(["eval", str(run), "--out", str(tmp_path / "single.json"), "--no-progress"]) == 0
+    assert distributed == json.loads((tmp_path / "single.json").read_text())["confusion_matrix"]
