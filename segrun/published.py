@@ -60,3 +60,13 @@ def evaluation_spec(manifest: Path, row: PublishedRow) -> Spec:
         chain = load_chain(path)
         return stage_spec(chain, path, len(chain.stage) - 1, None, row.overrides)
     return build.load_spec(path, row.overrides)
+
+
+def chain_specs(manifest: Path, row: PublishedRow) -> list[Spec]:
+    """The specs of the row's chain stages in order (without the init each starts from), or [] for
+    a row of a single spec."""
+    path = Path(manifest).parent / row.spec
+    if not is_chain(path):
+        return []
+    chain = load_chain(path)
+    return [stage_spec(chain, path, index, None) for index in range(len(chain.stage))]

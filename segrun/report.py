@@ -12,7 +12,9 @@ import attrs
 from segrun import build
 from segrun.atomic_write import write_atomically, write_figure
 from segrun.errors import UserError
-from segrun.published import evaluation_spec, load_manifest
+from segrun.lineage import file_sha256
+from segrun.published import chain_specs, evaluation_spec, load_manifest
+from segrun.recipes import differences
 from segrun.run_folder import RunFolder
 from segrun.spec import Spec, spec_hash
 from segrun.spec.loader import to_table
@@ -90,8 +92,9 @@ def format_table(rows: list[dict]) -> str:
              f"{'mIoU':>16} {'train s':>9} {'s/image':>8}"
     lines = [header, "-" * len(header)]
     for row in rows:
+        miou = f"{row['mIoU']:>8.4f} ± {row['mIoU_std']:.4f}" if row["runs"] > 1 else f"{row['mIoU']:>8.4f} (n=1) "
         lines.append(f"{row['name']:<28} {row['model']:<26} {row['loss']:<10} {row['data']:<22} {row['epochs']:>6} "
-                     f"{row['params']:>12,} {row['runs']:>4} {row['mIoU']:>8.4f} ± {row['mIoU_std']:.4f} "
+                     f"{row['params']:>12,} {row['runs']:>4} {miou} "
                      f"{row['train_s']:>9.1f} {row['infer_s_per_image']:>8.4f}")
     return "\n".join(lines)
 
@@ -110,20 +113,64 @@ def _test_score(result: RunResult, options: dict) -> float | None:
     return None
 
 
+# What a reproduction may differ in from the row's spec: its seed (seeds are pooled), its name, the
+# checkpoint it started from (checked as lineage instead, see _lineage) and its [test] protocol (the
+# row's protocol is matched by the scores' options, see _test_score).
+REPRODUCTION_IGNORES = ("name", "seed", "init", "test")
+
+
+def _read_spec(folder: Path) -> Spec | None:
+    try:
+        return build.read_run_spec(RunFolder(folder))
+    except (OSError, UserError):
+        return None
+
+
+def _lineage(result: RunResult, stages: list[Spec]) -> list[str]:
+    """For a chain's last stage: what is wrong with the runs it started from, stage by stage back to
+    the first (each must be that stage's recipe, and its checkpoint the file the next one hashed)."""
+    problems, metrics = [], result.metrics
+    for index in range(len(stages) - 2, -1, -1):
+        init = metrics.get("init") or {}
+        checkpoint = Path(init.get("path", ""))
+        folder = checkpoint.parent.parent
+        previous = _read_spec(folder) if checkpoint.is_file() else None
+        if previous is None:
+            return problems + [f"init (stage {index}'s run {folder} is not found)"]
+        if file_sha256(checkpoint) != init.get("sha256"):
+            problems.append(f"init (stage {index}'s checkpoint changed since)")
+        problems += [f"stage {index} {key}" for key in differences(previous, stages[index], REPRODUCTION_IGNORES)]
+        try:
+            metrics = json.loads((folder / "metrics.json").read_text())
+        except (OSError, ValueError):
+            return problems + [f"init (stage {index}'s run {folder} is not finished)"]
+    return problems
+
+
 def study_rows(manifest: Path, results: list[RunResult]) -> list[dict]:
-    """Per published row: the published best and mean, and the runs of the row's spec (or chain
-    stage) scored under the row's test protocol: their mean ± std in percent and its difference
-    from the published mean."""
+    """Per published row: the published best and mean, and the runs that are the row's recipe (its
+    spec, or its chain's stages one after the other, see REPRODUCTION_IGNORES) scored under the
+    row's test protocol: their mean ± std in percent and its difference from the published mean.
+    Other runs of the row's spec are listed with the keys they differ in, never averaged in."""
     rows = []
     for row in load_manifest(manifest):
         target = evaluation_spec(manifest, row)
+        stages = chain_specs(manifest, row)
         options = to_table(target.test)
-        scores = [score * 100 for result in results if result.spec.name == target.name
-                  for score in [_test_score(result, options)] if score is not None]
+        scores, differing = [], []
+        for result in results:
+            if result.spec.name != target.name:
+                continue
+            keys = differences(result.spec, target, REPRODUCTION_IGNORES) + (_lineage(result, stages) if stages else [])
+            score = _test_score(result, options)
+            if keys:
+                differing.append((result.folder.path, keys))
+            elif score is not None:
+                scores.append(score * 100)
         mean, std = _mean_std(scores)
         rows.append({"dataset": row.dataset, "label": row.label, "published_best": row.published_best,
                      "published_mean": row.published_mean, "runs": len(scores), "mean": mean, "std": std,
-                     "difference": mean - row.published_mean, "spec": target.name})
+                     "difference": mean - row.published_mean, "spec": target.name, "differing": differing})
     return rows
 
 
@@ -132,13 +179,17 @@ def format_study_table(rows: list[dict]) -> str:
               f"{'difference':>10}")
     lines = [header, "-" * len(header)]
     for row in rows:
-        reproduced = f"{row['mean']:6.2f} ± {row['std']:5.2f}" if row["runs"] else "-"
+        reproduced = f"{row['mean']:6.2f} ± {row['std']:5.2f}" if row["runs"] > 1 else (
+            f"{row['mean']:6.2f} (n=1)" if row["runs"] else "-")
         difference = f"{row['difference']:+10.2f}" if row["runs"] else ""
         lines.append(f"{row['dataset']:<17} {row['label']:<52} {row['published_best']:>6.2f} "
                      f"{row['published_mean']:>6.2f} {row['runs']:>4} {reproduced:>15} {difference:>10}")
+        for folder, keys in row["differing"]:
+            shown = ", ".join(keys[:6]) + (f", ... ({len(keys)} keys)" if len(keys) > 6 else "")
+            lines.append(f"    not counted, not this row's recipe: {folder} (differs: {shown})")
     done = sum(1 for row in rows if row["runs"])
     lines.append(f"{done} of {len(rows)} published rows have reproduced runs (mIoU in percent, published mean of "
-                 "three runs against the reproduced mean ± std over seeds)")
+                 "three runs against the reproduced mean ± std over seeds; only runs of the row's recipe count)")
     return "\n".join(lines)
 
 
@@ -185,6 +236,37 @@ def write_plot(results: list[RunResult], rows: list[dict], path: Path) -> None:
     curves.set_xlabel("step")
     curves.set_ylabel("training loss")
     curves.legend(fontsize=7)
+    figure.tight_layout()
+    write_figure(figure, path, dpi=100)
+    pyplot.close(figure)
+
+
+def write_study_plot(rows: list[dict], path: Path) -> None:
+    """Per published row with reproduced runs: the published mean (and best) beside the reproduced
+    mean ± std, one line of the figure per row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    shown = [row for row in rows if row["runs"]] or rows
+    figure, axes = pyplot.subplots(figsize=(9, 1.2 + 0.32 * len(shown)))
+    positions = list(range(len(shown)))[::-1]
+    axes.scatter([row["published_mean"] for row in shown], positions, marker="D", color="black",
+                 label="published mean of 3 runs", zorder=3)
+    axes.scatter([row["published_best"] for row in shown], positions, marker="|", s=120, color="grey",
+                 label="published best run", zorder=3)
+    reproduced = [(row, y) for row, y in zip(shown, positions) if row["runs"]]
+    if reproduced:
+        axes.errorbar([row["mean"] for row, _ in reproduced], [y for _, y in reproduced],
+                      xerr=[row["std"] for row, _ in reproduced], fmt="o", color="tab:blue", capsize=3,
+                      label="reproduced mean ± std (n runs)", zorder=4)
+        for row, y in reproduced:
+            axes.annotate(f"n={row['runs']}", (row["mean"], y), textcoords="offset points", xytext=(6, 4), fontsize=7)
+    axes.set_yticks(positions, [f"{row['dataset']}: {row['label']}" for row in shown], fontsize=7)
+    axes.set_xlabel("mIoU (%)")
+    axes.legend(fontsize=7, loc="lower right")
+    axes.grid(axis="x", alpha=0.3)
     figure.tight_layout()
     write_figure(figure, path, dpi=100)
     pyplot.close(figure)

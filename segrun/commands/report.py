@@ -8,7 +8,8 @@ from segrun.commands import Command
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR_OR_GLOB")
     parser.add_argument("--csv", type=Path, help="write one row per run, per-class IoU included")
-    parser.add_argument("--plot", type=Path, help="write mIoU with error bars and training curves as a PNG")
+    parser.add_argument("--plot", type=Path, help="write mIoU with error bars and training curves as a PNG (with "
+                        "--study, also PLOT-study.png: published means beside reproduced ones)")
     parser.add_argument("--study", type=Path, metavar="MANIFEST",
                         help="also compare the runs with published numbers, e.g. specs/study/results.toml")
 
@@ -22,20 +23,26 @@ def _report(args: argparse.Namespace) -> None:
         study_rows,
         write_csv,
         write_plot,
+        write_study_plot,
     )
 
     results = load_results(args.runs)
     rows = group_rows(results)
     print(format_table(rows))
-    if args.study:
+    published = study_rows(args.study, results) if args.study else None
+    if published is not None:
         print()
-        print(format_study_table(study_rows(args.study, results)))
+        print(format_study_table(published))
     if args.csv:
         write_csv(results, args.csv)
         print(f"{args.csv}: {len(results)} runs")
     if args.plot:
         write_plot(results, rows, args.plot)
         print(f"{args.plot}: mIoU and training curves")
+        if published is not None:
+            study_plot = args.plot.with_name(f"{args.plot.stem}-study{args.plot.suffix}")
+            write_study_plot(published, study_plot)
+            print(f"{study_plot}: published means beside reproduced ones")
 
 
 REPORT = Command(
