@@ -7,7 +7,7 @@ from typing import Literal
 from attrs import field, frozen
 
 from segrun import build, runner
-from segrun.errors import UserError
+from segrun.errors import UserError, did_you_mean
 from segrun.resolve import resolve
 from segrun.run_folder import RunFolder, init_checkpoint, planned_run_folder
 from segrun.spec import Spec, SpecError, dumps
@@ -46,10 +46,13 @@ def stage_spec(chain: Chain, chain_path: Path, index: int, init: Path | None, ex
     """The stage's spec with its overrides (then `extra_overrides`), named <chain>-<stage>, starting
     from `init`."""
     stage = chain.stage[index]
-    overrides = [*stage.overrides, f'name="{chain.name}-{stage.name}"', *extra_overrides]
+    overrides = [*stage.overrides, *extra_overrides, f'name="{chain.name}-{stage.name}"']
     if init is not None:
         overrides.append(f"init='{init.resolve()}'")
-    return build.load_spec(chain_path.parent / stage.spec, overrides)
+    try:
+        return build.load_spec(chain_path.parent / stage.spec, overrides)
+    except UserError as error:
+        raise UserError(f"chain {chain_path}: stage {index} ({stage.name}): {error}") from None
 
 
 def start_checkpoint(previous: RunFolder, start_from: str | None) -> Path | None:
@@ -65,11 +68,26 @@ def _describe(label: str, status: str, stage, spec: Spec) -> None:
     print(f"{label}: {status}\n  {stage.spec} {' '.join(stage.overrides)}\n{body}")
 
 
-def run_chain(chain_path: Path, runs_dir: Path, dry_run: bool = False, progress: bool = True) -> list[RunFolder]:
-    """Run (or with dry_run, describe) every stage in order; returns the stage run folders."""
+def stage_index(chain: Chain, chain_path: Path, stage: str) -> int:
+    """The index of a stage given by its name or its number."""
+    names = [s.name for s in chain.stage]
+    if stage in names:
+        return names.index(stage)
+    if stage.isdigit() and int(stage) < len(names):
+        return int(stage)
+    raise UserError(f"{chain_path}: no stage {stage!r}{did_you_mean(stage, names)} (stages: {', '.join(names)}, "
+                    f"or 0 to {len(names) - 1})")
+
+
+def run_chain(chain_path: Path, runs_dir: Path, dry_run: bool = False, progress: bool = True, overrides=(),
+              up_to: str | None = None) -> list[RunFolder]:
+    """Run (or with dry_run, describe) the stages in order, each with its own overrides and then
+    `overrides`, through the stage `up_to` (a name or number; default: the last); returns the stage
+    run folders."""
     chain = load_chain(chain_path)
+    last = len(chain.stage) - 1 if up_to is None else stage_index(chain, chain_path, up_to)
     folders: list[RunFolder] = []
-    for index, stage in enumerate(chain.stage):
+    for index, stage in enumerate(chain.stage[:last + 1]):
         label = f"stage {index} ({stage.name})"
         init = None
         if index > 0:
@@ -80,11 +98,11 @@ def run_chain(chain_path: Path, runs_dir: Path, dry_run: bool = False, progress:
                                     f"of the previous stage, which has none")
                 # Its folder's name hashes that checkpoint's content: unknown until it exists.
                 source = f"the {stage.start_from or 'best'} checkpoint of stage {index - 1} ({chain.stage[index - 1].name})"
-                spec = resolve(stage_spec(chain, chain_path, index, None, [f"init='<{source}>'"]))
+                spec = resolve(stage_spec(chain, chain_path, index, None, [*overrides, f"init='<{source}>'"]))
                 _describe(label, f"to run after stage {index - 1}, from {source}", stage, spec)
                 folders = []
                 continue
-        spec = stage_spec(chain, chain_path, index, init)
+        spec = stage_spec(chain, chain_path, index, init, overrides)
         spec = resolve(spec)  # the folder of the recipe this machine will run
         start = init_checkpoint(spec)
         folder = planned_run_folder(spec, runs_dir, start)

@@ -16,6 +16,7 @@ from segrun.commands import (
     predict,
     report,
     show,
+    submit,
     summary,
     train,
 )
@@ -25,6 +26,7 @@ from segrun.errors import Stopped, UserError
 COMMANDS = {
     "train": train.TRAIN,
     "chain": chain.CHAIN,
+    "submit": submit.SUBMIT,
     "show": show.SHOW,
     "validate": show.VALIDATE,
     "eval": evaluate.EVAL,
@@ -58,8 +60,14 @@ def main(argv=None) -> int:
     if args.command is None:
         command_parser.print_help()
         return 2
+    return run_as_command(args.handler, args)
+
+
+def run_as_command(function, *args) -> int:
+    """Call function(*args) as the command line does: a user error, a stop on a signal and Ctrl-C
+    each end as one line on stderr; returns the exit status (0 when it returned)."""
     try:
-        args.handler(args)
+        function(*args)
     except UserError as error:
         print(f"segrun: error: {error}", file=sys.stderr)
         return 2

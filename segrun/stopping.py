@@ -201,7 +201,9 @@ class StopOnSignal(pl.Callback):
             _validate_again_on_resume(checkpoint)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        from segrun.task import NonFiniteLoss  # (the task imports nothing of this module)
+        from segrun.task import (
+            NonFiniteLoss,  # (the task imports nothing of this module)
+        )
 
         # After a non-finite loss the weights took a step without gradients: last.ckpt is the good state.
         if isinstance(exception, (TrainingStopped, NonFiniteLoss)) or self._phase in ("outside", "step"):

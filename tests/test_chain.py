@@ -86,6 +86,21 @@ def test_a_chain_killed_in_stage_two_resumes_stage_two_only(chain_file, tmp_path
     assert (second / "metrics.json").is_file() and list(runs.glob("tinychain-third-*/metrics.json"))
 
 
+def test_overrides_apply_to_every_stage_and_up_to_stops_after_a_stage(chain_file, tmp_path, capsys):
+    runs = tmp_path / "runs"
+    assert main(["chain", str(chain_file), "seed=7", "optimizer.lr=0.004", "--up-to", "second", "--runs", str(runs),
+                 "--no-progress"]) == 0
+    (fine,), (second,) = runs.glob("tinychain-fine-*"), runs.glob("tinychain-second-*")
+    assert not list(runs.glob("tinychain-third-*"))
+    assert "seed = 7" in (fine / "spec.toml").read_text() and "seed = 7" in (second / "spec.toml").read_text()
+    assert "lr = 0.004" in (fine / "spec.toml").read_text()  # the stage's own lr=0.001 comes first, then these
+    assert "lr = 0.004" in (second / "spec.toml").read_text()
+    capsys.readouterr()
+    assert main(["chain", str(chain_file), "--up-to", "thrid", "--runs", str(runs), "--dry-run"]) == 2
+    assert capsys.readouterr().err.strip() == (f"segrun: error: {chain_file}: no stage 'thrid'; did you mean third? "
+                                               "(stages: fine, second, third, or 0 to 2)")
+
+
 def test_chain_errors_name_the_file_and_key(tmp_path):
     path = tmp_path / "chain.toml"
     path.write_text('name = "c"\n[[stage]]\nname = "a"\nspec = "x.toml"\nstart_from = "best"\n')

@@ -1,18 +1,21 @@
 """Training on a real one-node SLURM cluster (tests/slurm_cluster.py): preempted and requeued jobs
-resume to the end of a job never preempted, and a two-task job trains with DDP. Skipped where the
+resume to the end of a job never preempted, a two-task job trains with DDP, and `segrun submit`
+sends seeds as an array, skips what finished and chains stages as dependent jobs. Skipped where the
 cluster cannot start, unless SEGRUN_TEST_SLURM=required (.ci/run sets it once it installed SLURM)."""
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
 
 import pytest
-
 import slurm_cluster
 from conftest import assert_same_end, write_tiny_spec
+
 from segrun.cli import main
 from segrun.run_folder import RunFolder
+from segrun.spec.loader import tomllib  # tomli before Python 3.11
 
 pytestmark = pytest.mark.slurm
 REPO = Path(__file__).resolve().parents[1]
@@ -111,3 +114,50 @@ def test_a_two_task_job_trains_with_ddp_and_validates_every_image_once(slurm, tm
     distributed = json.loads((run / "metrics.json").read_text())["confusion_matrix"]
     assert main(["eval", str(run), "--out", str(tmp_path / "single.json"), "--no-progress"]) == 0
     assert distributed == json.loads((tmp_path / "single.json").read_text())["confusion_matrix"]
+
+
+def wait_for_jobs(cluster, jobs, runs: Path) -> None:
+    for job in jobs:
+        state = cluster.wait_for(job, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"})["JobState"]
+        logs = "\n".join(path.read_text() for path in (runs / "slurm").rglob(f"{job}*_log.*"))
+        assert state == "COMPLETED", logs
+        assert "Traceback" not in logs, logs
+
+
+def test_submit_sends_seeds_as_an_array_and_skips_finished_members(slurm, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
+    spec = write_tiny_spec(tmp_path, train_images=8, val_images=2, width=96, epochs=1)
+    runs = tmp_path / "runs"
+    one_at_a_time = ["--cpus-per-task", str(os.cpu_count()), "--time", "30"]
+    assert main(["submit", str(spec), "--seeds", "2", "--runs", str(runs), *one_at_a_time]) == 0
+    out = capsys.readouterr().out
+    jobs = re.findall(r"^job (\S+): ", out, re.M)
+    assert len(jobs) == 2 and len({job.split("_")[0] for job in jobs}) == 1, out  # one array of two
+    wait_for_jobs(slurm, jobs, runs)
+    finished = sorted(path.parent for path in runs.glob("tiny-*/metrics.json"))
+    assert sorted(tomllib.loads((f / "spec.toml").read_text())["seed"] for f in finished) == [0, 1]
+
+    assert main(["submit", str(spec), "--seeds", "2", "--runs", str(runs), *one_at_a_time]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert sorted(line.removeprefix("finished, not submitted: ") for line in out[:2]) == [str(f) for f in finished]
+    assert out[2] == "nothing to submit: every member has finished"
+
+
+def test_submit_sends_a_chains_stages_as_jobs_that_wait_for_the_stage_before(slurm, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SLURM_CONF", str(slurm.conf))
+    write_tiny_spec(tmp_path, name="stage.toml", train_images=8, val_images=2, width=96, epochs=1)
+    chain = tmp_path / "tiny_chain.toml"
+    chain.write_text('name = "tinychain"\n[[stage]]\nname = "fine"\nspec = "stage.toml"\n'
+                     '[[stage]]\nname = "more"\nspec = "stage.toml"\noverrides = ["optimizer.lr=0.001"]\n')
+    runs = tmp_path / "runs"
+    assert main(["submit", str(chain), "seed=3", "--runs", str(runs), "--cpus-per-task", str(os.cpu_count())]) == 0
+    out = capsys.readouterr().out
+    (first, second) = re.findall(r"^job (\S+): ", out, re.M)
+    assert f"tiny_chain.toml seed=3 stage more (after job {first})" in out
+    assert slurm.job(second)["Dependency"].startswith(f"afterok:{first.split('_')[0]}") or \
+        slurm.job(second)["JobState"] != "PENDING"
+    wait_for_jobs(slurm, [first, second], runs)
+    (fine,), (more,) = runs.glob("tinychain-fine-*"), runs.glob("tinychain-more-*")
+    assert tomllib.loads((more / "spec.toml").read_text())["seed"] == 3
+    assert json.loads((more / "metrics.json").read_text())["init"]["path"] == str(
+        RunFolder(fine).best_checkpoint().resolve())

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import assert_same_end, write_tiny_spec
+
 from segrun.cli import main
 from segrun.run_folder import RunFolder
 from segrun.task import SegmentationTask

@@ -8,7 +8,11 @@ from segrun.commands.arguments import add_runs
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("chain", type=Path, help="the chain spec (TOML)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="change a key of every stage's spec, after the stage's own overrides: seed=1 "
+                             "data.num_workers=4")
     parser.add_argument("--dry-run", action="store_true", help="print the stages, their resolved specs and which are done")
+    parser.add_argument("--up-to", metavar="STAGE", help="run the stages through this one (a name or number) and stop")
     add_runs(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -16,7 +20,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
 def _chain(args: argparse.Namespace) -> None:
     from segrun.chain import run_chain
 
-    run_chain(args.chain, args.runs, dry_run=args.dry_run, progress=not args.no_progress)
+    run_chain(args.chain, args.runs, dry_run=args.dry_run, progress=not args.no_progress, overrides=args.overrides,
+              up_to=args.up_to)
 
 
 CHAIN = Command(
