@@ -31,7 +31,7 @@ from segrun.errors import UserError, did_you_mean
 from segrun.inference import predict
 from segrun.losses import LOSSES, OptionError
 from segrun.losses import create as create_loss
-from segrun.models.weights import load_init, load_pretrained
+from segrun.models.weights import load_init, load_pretrained, skipped_by
 from segrun.optim import optimization
 from segrun.progress import ProgressBar
 from segrun.resolve import resolved_memory_format
@@ -60,6 +60,16 @@ def check_spec(loaded: Spec, pipelines: bool = True) -> None:
     for index, loss in enumerate(loaded.loss):
         _known(("loss", index, "name"), "loss", loss.name, LOSSES)
 
+    if loaded.model.pretrained_skip is not None:
+        if not loaded.model.pretrained:
+            raise KeyProblem(("model", "pretrained_skip"), "leaves tensors of model.pretrained out, which is not set")
+        with torch.device("meta"):  # names only
+            names = list(model(loaded).state_dict())
+        for index, prefix in enumerate(loaded.model.pretrained_skip):
+            if not any(skipped_by(name, [prefix]) for name in names):
+                prefixes = sorted({".".join(name.split(".")[:depth]) for name in names for depth in (1, 2, 3)})
+                raise KeyProblem(("model", "pretrained_skip", index), f"no tensor of model {loaded.model.name} is "
+                                 f"named {prefix!r} or under it{did_you_mean(prefix, prefixes)}")
     if loaded.model.mscale_training is not None and not models.takes_param(loaded.model.name, "mscale_training"):
         raise KeyProblem(("model", "mscale_training"), f"model {loaded.model.name} has no multi-scale training; "
                          "only hrnet_ocr_ms takes this key")
@@ -140,9 +150,12 @@ def reported_protocol(loaded: Spec, options: dict, what: str) -> tuple[Spec, str
 
 def model(loaded: Spec) -> nn.Module:
     """The spec's model with freshly initialised weights (build it under torch.device("meta") for
-    shapes only)."""
-    return models.create(loaded.model.name, DATASETS[loaded.data.dataset].num_classes,
-                         **models.model_params(loaded.model))
+    shapes only): the backbone as model.backbone_init says."""
+    network = models.create(loaded.model.name, DATASETS[loaded.data.dataset].num_classes,
+                            **models.model_params(loaded.model))
+    if loaded.model.backbone_init == "pytorch":
+        models.reset_to_pytorch_defaults(network.backbone)
+    return network
 
 
 def _loss(loaded: Spec, loss_spec) -> nn.Module:
@@ -183,7 +196,7 @@ def task(loaded: Spec, load_weights: bool = True, init: InitCheckpoint | None = 
     model is in the trainer's memory format (and compiled if asked)."""
     network = model(loaded)
     if load_weights and loaded.model.pretrained:
-        print(load_pretrained(network, Path(loaded.model.pretrained)))
+        print(load_pretrained(network, Path(loaded.model.pretrained), loaded.model.pretrained_skip or ()))
     if load_weights and init is not None:
         print(load_init(network, init.path))
     channels_last = resolved_memory_format(loaded.trainer) == "channels_last"

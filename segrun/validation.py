@@ -62,7 +62,7 @@ def _starting_weights(loaded: Spec) -> Iterator[str]:
     with torch.device("meta"):  # shapes only
         network = build.model(loaded)
     if loaded.model.pretrained:
-        yield describe_start(network, Path(loaded.model.pretrained), "pretrained")
+        yield describe_start(network, Path(loaded.model.pretrained), "pretrained", loaded.model.pretrained_skip or ())
     init = init_checkpoint(loaded)
     if init is not None:
         yield describe_start(network, init.path, "init")

@@ -126,6 +126,12 @@ ERROR_CASES = {
     "bad name": ('', ['name="a b"'], r"name: expected a name of letters, digits"),
     "invalid toml": ("[trainer\n", [], r"spec\.toml: invalid TOML"),
     "mscale on a plain model": ("[model]\nmscale_training = false\n", [], r"model\.mscale_training: model hrnet has no multi-scale training"),
+    "a skip that names no tensor": ('[model]\nname = "hrnet_ocr"\nbackbone = "hrnet_w18_small"\npretrained = "w.pth"\n'
+                                    'pretrained_skip = ["ocr.aux_hed"]\n[[loss]]\n[[loss]]\n', [],
+                                    r"model\.pretrained_skip\.0: no tensor of model hrnet_ocr is named 'ocr\.aux_hed' or "
+                                    r"under it; did you mean ocr\.aux_head\?"),
+    "a skip without weights": ('[model]\npretrained_skip = ["head"]\n', [],
+                               r"model\.pretrained_skip: leaves tensors of model\.pretrained out, which is not set"),
     "ms scales without 1.0": ('[model]\nname = "hrnet_ocr_ms"\nmscale_training = false\n[[loss]]\n[[loss]]\n[eval]\nmodel_scales = [0.5, 2.0]\n', [], r"eval\.model_scales: expected 1\.0 among the scales \(the attention fuses them"),
     "model scales on a plain model": ('[test]\nmodel_scales = [1.0]\n', [], r"test\.model_scales: model hrnet does not fuse scales; only hrnet_ocr_ms takes model_scales"),
     "bad combine": ('[test]\ncombine = "sum"\n', [], r"test\.combine: expected one of 'mean_probabilities', 'sum_logits', got 'sum'"),

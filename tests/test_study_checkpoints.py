@@ -9,6 +9,7 @@ HRNet-W18-small the key structure is W48's with other widths: 240 channels out o
 (16 + 32 + 64 + 128) where W48 has 720.
 """
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from segrun.cli import main
 from segrun.errors import UserError
 from segrun.models.weights import load_trained
 
+REPO = Path(__file__).resolve().parents[1]
 BACKBONE = "hrnet_w18_small"
 WIDTH = 16 + 32 + 64 + 128  # the four branches concatenated
 CLASSES = 3
@@ -234,3 +236,72 @@ def test_eval_scores_a_study_checkpoint_with_a_spec_as_the_same_weights_in_segru
     assert "study.ckpt: does not fit this model" in capsys.readouterr().err and not (tmp_path / "v2.json").exists()
     assert main(["eval", "study.ckpt"]) == 2  # not in a run folder, and no spec
     assert "or --spec SPEC to evaluate a weights file" in capsys.readouterr().err
+
+
+# What the study's loaders take from NVIDIA's Mapillary MS OCR file (models/hrnet_ocr.py and
+# hrnet_ocr_ms.py at 5298127): MS OCR drops ocr.aux_head and ocr.cls_head by name; OCR drops them
+# too, and its key renaming (.replace('ocr.', '')) also misses ocr.conv3x3_ocr; HRNet takes the backbone.
+STUDY_TAKES_FROM_MAPILLARY = {
+    "cityscapes_hrnet_mapillary.toml": ("backbone.",),
+    "cityscapes_ocr_mapillary.toml": ("backbone.", "ocr.ocr_distri_head."),
+    "cityscapes_ms_ocr_mapillary.toml": ("backbone.", "ocr.conv3x3_ocr.", "ocr.ocr_distri_head.", "scale_attn."),
+    "cityscapes_ms_ocr_mapillary_rmi.toml": ("backbone.", "ocr.conv3x3_ocr.", "ocr.ocr_distri_head.", "scale_attn."),
+}
+
+
+@pytest.mark.parametrize("spec_name", STUDY_TAKES_FROM_MAPILLARY)
+def test_a_mapillary_row_takes_from_nvidias_file_what_the_study_takes(spec_name, tmp_path):
+    from segrun import build
+    from segrun.models.weights import load_pretrained
+
+    original, _ = original_checkpoint("hrnet_ocr_ms", classes=65)  # NVIDIA's MS OCR layout, Mapillary's classes
+    path = tmp_path / "mapillary_ocrnet.HRNet_Mscale_fast-rattlesnake.pth"
+    torch.save({"state_dict": {f"module.{key}": value for key, value in original.items()}}, path)
+    spec = build.load_spec(REPO / "specs" / "study" / spec_name, [f"model.backbone={BACKBONE}"], pipelines=False)
+    model = small(spec.model.name, classes=19)
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    summary = load_pretrained(model, path, spec.model.pretrained_skip or ())
+    taken = {key for key, value in model.state_dict().items() if not torch.equal(value, before[key])}
+    assert taken == {key for key in before if key.startswith(STUDY_TAKES_FROM_MAPILLARY[spec_name])}, summary
+
+
+def test_the_from_scratch_rows_start_from_pytorchs_default_init():
+    """The study's scratch runs keep every layer as PyTorch built it: convolutions uniform within
+    1/sqrt(fan_in), batch norm weight 1 and bias 0; timm's HRNet init (He normal) falls outside."""
+    from segrun import build
+
+    for name in ("cityscapes_hrnet_scratch.toml", "cityscapes_ocr_scratch.toml", "cityscapes_ms_ocr_scratch.toml"):
+        spec = build.load_spec(REPO / "specs" / "study" / name, [f"model.backbone={BACKBONE}"], pipelines=False)
+        assert spec.model.backbone_init == "pytorch" and spec.model.pretrained is False, name
+    outside = {}
+    for backbone_init in ("pytorch", "timm"):
+        spec = build.load_spec(REPO / "specs" / "study" / "cityscapes_hrnet_scratch.toml",
+                               [f"model.backbone={BACKBONE}", f"model.backbone_init={backbone_init}"], pipelines=False)
+        torch.manual_seed(0)
+        backbone = build.model(spec).backbone
+        convolutions = [m for m in backbone.modules() if isinstance(m, torch.nn.Conv2d)]
+        outside[backbone_init] = sum(
+            bool((m.weight.abs() > (m.weight[0].numel()) ** -0.5).any()) for m in convolutions)
+        for norm in (m for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+            assert torch.equal(norm.weight, torch.ones_like(norm.weight)) and not norm.bias.any()
+    assert outside == {"pytorch": 0, "timm": outside["timm"]} and outside["timm"] > 0
+
+
+def test_pascal_context_validation_resizes_the_longer_side_to_520_then_pads_as_the_study():
+    import numpy as np
+
+    from segrun import build
+    from segrun.data.transforms import build_pipeline
+
+    spec = build.load_spec(REPO / "specs" / "study" / "pascal_context59_hrnet.toml")
+    image = np.full((375, 500, 3), 200, np.uint8)
+    label = np.zeros((375, 500), np.uint8)
+    label[:, 250:] = 7
+    out = build_pipeline(spec.data.val_pipeline)(image=image, mask=label)
+    mask = out["mask"].numpy()
+    assert mask.shape == (520, 520)
+    # 375x500 -> 390x520, padded by 65 rows above and below (PadIfNeeded centres, in the study as here)
+    assert (mask[65:455] != 255).all() and (mask[:65] == 255).all() and (mask[455:] == 255).all()
+    assert set(np.unique(mask[65:455])) == {0, 7} and mask[100, 259] == 0 and mask[100, 261] == 7
+    test = build_pipeline(spec.test.pipeline)(image=image, mask=label)  # the reported numbers: original size
+    assert test["mask"].shape == (375, 500)

@@ -6,7 +6,7 @@ returns a list of logits tensors at the input's resolution (one per output, in `
 import inspect
 
 from segrun.models.base import ScaleFusingModel, SegmentationModel
-from segrun.models.hrnet import BACKBONES, HRNetV2
+from segrun.models.hrnet import BACKBONES, HRNetV2, reset_to_pytorch_defaults
 from segrun.models.mscale import HRNetMscaleOCR
 from segrun.models.ocr import HRNetOCR
 from segrun.models.ocr_aspp import HRNetOCRASPP
@@ -44,4 +44,4 @@ def fuses_scales(name: str) -> bool:
 
 
 __all__ = ["BACKBONES", "MODELS", "ScaleFusingModel", "SegmentationModel", "create", "fuses_scales", "model_params",
-           "output_names", "takes_param"]
+           "output_names", "reset_to_pytorch_defaults", "takes_param"]

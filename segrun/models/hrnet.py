@@ -58,6 +58,16 @@ def create_backbone(name: str, align_corners: bool = True) -> nn.Module:
     return backbone
 
 
+def reset_to_pytorch_defaults(module: nn.Module) -> None:
+    """Every convolution, batch norm and linear layer of `module` back to PyTorch's default init
+    (convolutions: Kaiming uniform with a=sqrt(5); batch norm: weight 1, bias 0), replacing timm's
+    HRNet init (He normal, fan_out): how the study's from-scratch runs started (HRNet-Seg's
+    INIT_WEIGHTS false leaves every layer as PyTorch built it)."""
+    for layer in module.modules():
+        if isinstance(layer, (nn.Conv2d, nn.BatchNorm2d, nn.Linear)):
+            layer.reset_parameters()
+
+
 def concat_branches(branches: list[torch.Tensor], align_corners: bool) -> torch.Tensor:
     """Upsample every branch to the first (highest-resolution) one and concatenate on channels."""
     size = branches[0].shape[-2:]

@@ -134,6 +134,7 @@ class _Matching:
     unexpected: list[str]
     mismatched: list[str]
     ignored: list[str]
+    skipped: list[str]  # model names left out on purpose (model.pretrained_skip)
 
     @property
     def complete(self) -> bool:
@@ -142,19 +143,29 @@ class _Matching:
     def summary(self) -> str:
         return (f"{len(self.loaded)} tensors from {self.source}; missing: {_short_list(self.missing)}; "
                 f"unexpected: {_short_list(self.unexpected)}; shape differs: {_short_list(self.mismatched)}"
-                + (f"; not model weights, ignored: {_short_list(self.ignored)}" if self.ignored else ""))
+                + (f"; not model weights, ignored: {_short_list(self.ignored)}" if self.ignored else "")
+                + (f"; left out (model.pretrained_skip): {_short_list(self.skipped)}" if self.skipped else ""))
 
 
-def _match(model: nn.Module, state: dict[str, torch.Tensor], source: Path, strict_backbone: bool) -> _Matching:
+def skipped_by(name: str, prefixes) -> bool:
+    """Whether the model name `name` falls under one of the dotted `prefixes`."""
+    return any(name == prefix or name.startswith(f"{prefix}.") for prefix in prefixes)
+
+
+def _match(model: nn.Module, state: dict[str, torch.Tensor], source: Path, strict_backbone: bool,
+           skip=()) -> _Matching:
     """Map every model tensor of `state` to the model's name for it, where one exists with the same
-    shape. With strict_backbone, a backbone tensor of another shape is an error (the wrong backbone)."""
+    shape and is not under a prefix in `skip`. With strict_backbone, a backbone tensor of another
+    shape is an error (the wrong backbone)."""
     own = model.state_dict()
     tensors, ignored = _model_tensors(state)
-    loaded, unexpected, mismatched = {}, [], []
+    loaded, unexpected, mismatched, skipped = {}, [], [], []
     for key, value in tensors.items():
         name = next((candidate for candidate in _candidate_names(key) if candidate in own), None)
         if name is None:
             unexpected.append(key)
+        elif skipped_by(name, skip):
+            skipped.append(name)
         elif own[name].shape != value.shape:
             if strict_backbone and name.startswith("backbone."):
                 raise UserError(f"{source}: {key} has shape {list(value.shape)} but the model's {name} is "
@@ -162,35 +173,39 @@ def _match(model: nn.Module, state: dict[str, torch.Tensor], source: Path, stric
             mismatched.append(name)
         else:
             loaded[name] = value
-    return _Matching(source, loaded, set(own) - set(loaded), unexpected, mismatched, ignored)
+    return _Matching(source, loaded, set(own) - set(loaded), unexpected, mismatched, ignored, skipped)
 
 
-def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: Path, strict_backbone: bool) -> str:
+def load_matching(model: nn.Module, state: dict[str, torch.Tensor], source: Path, strict_backbone: bool,
+                  skip=()) -> str:
     """Copy every tensor of `state` whose mapped name exists in the model with the same shape (see
     `_match`). Returns a one-line summary of what was loaded, skipped and left missing."""
-    matching = _fitting(model, state, source, strict_backbone)
+    matching = _fitting(model, state, source, strict_backbone, skip)
     model.load_state_dict(matching.loaded, strict=False)
     return matching.summary()
 
 
-def _fitting(model: nn.Module, state: dict[str, torch.Tensor], source: Path, strict_backbone: bool) -> _Matching:
+def _fitting(model: nn.Module, state: dict[str, torch.Tensor], source: Path, strict_backbone: bool,
+             skip=()) -> _Matching:
     """`_match`, where a file none of whose tensors fit is an error: the checkpoint of another model."""
-    matching = _match(model, state, source, strict_backbone)
+    matching = _match(model, state, source, strict_backbone, skip)
     if not matching.loaded:
         raise UserError(f"{source}: none of its tensors fit this model ({matching.summary()}); it is the checkpoint "
                         "of another model")
     return matching
 
 
-def describe_start(model: nn.Module, path: Path, kind: str) -> str:
-    """What load_pretrained ("pretrained") or load_init ("init") would load from `path`, without
-    loading it: the model may be built on the meta device. Errors as theirs."""
-    return f"{kind}: " + _fitting(model, read_state_dict(path), path, strict_backbone=kind == "pretrained").summary()
+def describe_start(model: nn.Module, path: Path, kind: str, skip=()) -> str:
+    """What load_pretrained ("pretrained", leaving out `skip`) or load_init ("init") would load from
+    `path`, without loading it: the model may be built on the meta device. Errors as theirs."""
+    return f"{kind}: " + _fitting(model, read_state_dict(path), path, strict_backbone=kind == "pretrained",
+                                  skip=skip).summary()
 
 
-def load_pretrained(model: nn.Module, path: Path) -> str:
-    """Published weights (see the module docstring); a backbone shape mismatch is an error."""
-    return "pretrained: " + load_matching(model, read_state_dict(path), path, strict_backbone=True)
+def load_pretrained(model: nn.Module, path: Path, skip=()) -> str:
+    """Published weights (see the module docstring), but those under the dotted name prefixes in
+    `skip`; a backbone shape mismatch is an error."""
+    return "pretrained: " + load_matching(model, read_state_dict(path), path, strict_backbone=True, skip=skip)
 
 
 def load_init(model: nn.Module, path: Path) -> str:

@@ -124,6 +124,12 @@ class ModelSpec:
     # backbone (and head) weights in the official HRNet, timm or NVIDIA key layout: a path; false
     # says the model starts from scratch (the study's MODEL.PRETRAINED=False), unset the same
     pretrained: str | Literal[False] | None = None
+    # model names (dotted prefixes such as "ocr.aux_head") whose tensors are not taken from
+    # `pretrained`, as the study leaves NVIDIA's Mapillary heads out
+    pretrained_skip: tuple[str, ...] | None = None
+    # the backbone's starting weights before any are loaded: unset or "timm", timm's HRNet init (He
+    # normal); "pytorch", each layer's PyTorch default, as the study's from-scratch runs start
+    backbone_init: Literal["timm", "pytorch"] | None = None
     # hrnet_ocr_ms only: train on 0.5x and 1.0x fused by attention (4 outputs), or single-scale (2)
     mscale_training: bool | None = None
 
