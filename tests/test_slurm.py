@@ -99,6 +99,7 @@ def test_a_job_preempted_twice_and_requeued_by_usr1_ends_as_one_never_preempted(
     assert [line.split(" on ")[1].split(";")[0] for line in stops] == ["SIGTERM", "SIGTERM", "SIGUSR1"]
     assert stops[0].endswith("a requeued SLURM job resumes by itself; otherwise run the same command to resume")
     assert stops[2].endswith(f"SLURM job {job} is requeued and resumes from there")
+    assert not list(preempted.rglob("hpc_ckpt*"))  # Lightning's own requeue checkpoints are off
     assert_same_end(RunFolder(whole), RunFolder(preempted))
 
 
