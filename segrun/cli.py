@@ -1,7 +1,5 @@
 """The segrun command line: the commands (segrun.commands, one module per group) and their dispatch.
-User errors print one line and exit with status 2;
-Ctrl-C prints one line and exits with status 130, a scheduler's stop signal one line and the
-status segrun.runner gives it."""
+How a command ends, its one line and exit status, is segrun.exits's."""
 import argparse
 import sys
 from collections.abc import Sequence
@@ -20,7 +18,7 @@ from segrun.commands import (
     summary,
     train,
 )
-from segrun.errors import Stopped, UserError
+from segrun.exits import run_as_command
 
 # The commands in the order `segrun --help` lists them.
 COMMANDS = {
@@ -62,23 +60,6 @@ def main(argv=None) -> int:
         return 2
     return run_as_command(args.handler, args)
 
-
-def run_as_command(function, *args) -> int:
-    """Call function(*args) as the command line does: a user error, a stop on a signal and Ctrl-C
-    each end as one line on stderr; returns the exit status (0 when it returned)."""
-    try:
-        function(*args)
-    except UserError as error:
-        print(f"segrun: error: {error}", file=sys.stderr)
-        return 2
-    except Stopped as stopped:  # a scheduler's signal; training has written its checkpoint by now
-        if str(stopped):
-            print(f"segrun: {stopped}", file=sys.stderr)
-        return stopped.exit_status
-    except KeyboardInterrupt as interruption:  # Ctrl-C; training has written its checkpoint by now
-        print(f"segrun: interrupted{f': {interruption}' if str(interruption) else ''}", file=sys.stderr)
-        return 130
-    return 0
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from segrun.published import evaluation_spec, is_chain, load_manifest
 from segrun.recipes import differences
 from segrun.run_folder import RunFolder
 from segrun.spec import Spec, SpecError
-from segrun.spec.loader import load_section, to_table
+from segrun.spec.loader import load_section
 from segrun.spec.schema import at_least
 from segrun.sweep import sweep_members
 
@@ -80,9 +80,22 @@ def load_cluster_options(path: Path | None, flags: dict) -> ClusterOptions:
 
 @frozen
 class Evaluation:
-    """A study row's evaluation of a trained run: `segrun eval` options, into a file of the run folder."""
-    arguments: tuple[str, ...]
+    """A study row's evaluation of a trained run: segrun.evaluation.evaluate's options (those of
+    `segrun eval`), into a file of the run folder."""
+    options: tuple[tuple[str, object], ...]  # (scales, flip, sliding, combine, model_scales) as pairs
     file: str
+
+    def arguments(self) -> tuple[str, ...]:
+        """The same as `segrun eval` options."""
+        options = dict(self.options)
+        arguments = ["--scales", ",".join(map(str, options["scales"])), "--combine", options["combine"]]
+        if options["flip"]:
+            arguments.append("--flip")
+        if options["sliding"]:
+            arguments += ["--sliding", "x".join(map(str, options["sliding"]))]
+        if options["model_scales"]:
+            arguments += ["--model-scales", ",".join(map(str, options["model_scales"]))]
+        return tuple(arguments)
 
 
 @frozen
@@ -112,7 +125,8 @@ class Member(submitit.helpers.Checkpointable):
 
     def __call__(self) -> None:
         from segrun import quiet
-        from segrun.cli import main, run_as_command
+        from segrun.evaluation import evaluate
+        from segrun.exits import run_as_command
 
         quiet.install()
         trained: list[RunFolder] = []
@@ -124,33 +138,22 @@ class Member(submitit.helpers.Checkpointable):
         for evaluation in self.evaluations:
             out = trained[0].path / evaluation.file
             if not out.exists():  # written once; a requeued job does not evaluate again
-                status = main(["eval", str(trained[0].path), *evaluation.arguments, "--out", str(out), "--no-progress"])
+                status = run_as_command(evaluate, trained[0].path, progress=False, out=out, **dict(evaluation.options))
                 if status != 0:
                     sys.exit(status)
-
-
-def evaluation_arguments(options: dict) -> tuple[str, ...]:
-    """`segrun eval` options for a [test] protocol as a table (test.* of a study row)."""
-    arguments = ["--scales", ",".join(map(str, options["scales"])), "--combine", options["combine"]]
-    if options.get("flip"):
-        arguments.append("--flip")
-    if options.get("sliding"):
-        arguments += ["--sliding", "x".join(map(str, options["sliding"]))]
-    if options.get("model_scales"):
-        arguments += ["--model-scales", ",".join(map(str, options["model_scales"]))]
-    return tuple(arguments)
 
 
 def _evaluation(trained: Spec, row_spec: Spec) -> Evaluation | None:
     """What a row needs beyond the run's own [test] protocol (in metrics.json), or None."""
     if row_spec.test == trained.test:
         return None
-    options = to_table(row_spec.test)
-    arguments = evaluation_arguments(options)
-    name = [f"{len(options['scales'])}scales", *(["flip"] if options.get("flip") else []),
-            *([f"ms{'_'.join(map(str, options['model_scales']))}"] if options.get("model_scales") else []),
-            hashlib.sha256(" ".join(arguments).encode()).hexdigest()[:4]]  # two protocols never share a file
-    return Evaluation(arguments, f"eval-{'-'.join(name)}.json")
+    test = row_spec.test
+    options = (("scales", test.scales), ("flip", test.flip), ("sliding", test.sliding), ("combine", test.combine),
+               ("model_scales", test.model_scales))
+    name = [f"{len(test.scales)}scales", *(["flip"] if test.flip else []),
+            *([f"ms{'_'.join(map(str, test.model_scales))}"] if test.model_scales else []),
+            hashlib.sha256(repr(options).encode()).hexdigest()[:4]]  # two protocols never share a file
+    return Evaluation(options, f"eval-{'-'.join(name)}.json")
 
 
 # ---- members --------------------------------------------------------------------------------------
@@ -325,7 +328,7 @@ def print_plan(plan: list[list[Member]]) -> list[str]:
             lines.append(shlex.join(member.command()))
             for evaluation in member.evaluations:
                 lines.append("  then: " + shlex.join(["segrun", "eval", "RUN_FOLDER_OF_THE_LINE_ABOVE",
-                                                      *evaluation.arguments, "--out",
+                                                      *evaluation.arguments(), "--out",
                                                       f"RUN_FOLDER_OF_THE_LINE_ABOVE/{evaluation.file}"]))
     return lines
 
