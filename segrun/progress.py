@@ -2,7 +2,6 @@
 `segrun train ... > log` keeps the results and leaves the bars on the terminal. Without a terminal
 the bars become one line per tenth of each epoch, validation or test, instead of a line of
 carriage returns thousands of characters long."""
-import re
 import sys
 from contextlib import redirect_stdout
 from typing import Any
@@ -11,8 +10,7 @@ from pytorch_lightning.callbacks import TQDMProgressBar
 from pytorch_lightning.utilities import rank_zero_only
 from tqdm import tqdm
 
-STEPS_WITHOUT_A_TERMINAL = 10  # lines per bar where stderr is a file or a pipe
-_CURSOR_MOVES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # tqdm's, for bars stacked on a terminal
+from segrun.terminal import STEPS_WITHOUT_A_TERMINAL, Lines
 
 
 @rank_zero_only
@@ -21,31 +19,13 @@ def print_result(text: str) -> None:
     tqdm.write(text, file=sys.stdout)
 
 
-class _Lines:
-    """A file for tqdm that turns each redraw (a carriage return and the bar) into a line of its
-    own, and drops cursor moves, blank redraws and repeats of the line before."""
-
-    def __init__(self, stream):
-        self.stream = stream
-        self.last = None
-
-    def write(self, text: str) -> None:
-        line = _CURSOR_MOVES.sub("", text).replace("\r", "").strip()
-        if line and line != self.last:
-            self.stream.write(line + "\n")
-            self.last = line
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-
 class ProgressBar(TQDMProgressBar):
-    """Lightning's bars on stderr; where stderr is not a terminal, periodic lines (see _Lines)."""
+    """Lightning's bars on stderr; where stderr is not a terminal, periodic lines (see terminal.Lines)."""
 
     def __init__(self):
         super().__init__()
         self.lines = not sys.stderr.isatty()
-        self.stream = _Lines(sys.stderr) if self.lines else sys.stderr
+        self.stream = Lines(sys.stderr) if self.lines else sys.stderr
 
     # Lightning's bars write to sys.stdout as it is when they are made.
     def init_sanity_tqdm(self):
@@ -75,6 +55,13 @@ class ProgressBar(TQDMProgressBar):
             return False
         # at each tenth of the total (and at the end)
         return current * STEPS_WITHOUT_A_TERMINAL // total > (current - 1) * STEPS_WITHOUT_A_TERMINAL // total
+
+    def on_train_batch_start(self, trainer, pl_module, batch: Any, batch_idx: int) -> None:
+        # A run resumed mid-epoch gets no on_train_epoch_start from Lightning, and so no epoch bar:
+        # the bar says "Training 0/?" and, without a total, shows no progress for that epoch.
+        if self.train_progress_bar is not None and self.train_progress_bar.total is None:
+            self.on_train_epoch_start(trainer)
+            self.train_progress_bar.n = batch_idx
 
     def on_train_batch_end(self, trainer, pl_module, outputs: Any, batch: Any, batch_idx: int) -> None:
         if not self.lines:

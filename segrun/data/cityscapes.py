@@ -10,10 +10,12 @@ images (gtCoarse/train) are not used, as in the study.
 """
 from pathlib import Path
 
-from tqdm import tqdm
-
 from segrun.data import synthetic_cityscapes
-from segrun.data.cityscapes_labels import LABEL_ID_TO_TRAIN_ID, PALETTE, TRAIN_CLASS_NAMES
+from segrun.data.cityscapes_labels import (
+    LABEL_ID_TO_TRAIN_ID,
+    PALETTE,
+    TRAIN_CLASS_NAMES,
+)
 from segrun.data.downloads import (
     BROKEN_IN_DOWNLOAD,
     CITYSCAPES,
@@ -25,6 +27,7 @@ from segrun.data.downloads import (
 from segrun.data.image_io import read_label, write_image
 from segrun.data.labelled_images import LabelledImages
 from segrun.errors import DatasetError
+from segrun.terminal import bar
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
 
@@ -75,17 +78,18 @@ def prepare(root: Path, progress: bool = True) -> int:
                      cityscapes_folder(root, layout, annotation, split).glob(f"*/*_{annotation}_labelIds.png"))
     if not sources:
         raise DatasetError(f"{annotations[0]}: no <split>/<city>/*_labelIds.png files in it")
+    def target(source: Path) -> Path:
+        return source.with_name(source.name.replace("_labelIds.png", "_labelTrainIds.png"))
+
     written = 0
-    for source in tqdm(sources, desc=f"preparing {root}", disable=not progress, unit="label"):
-        target = source.with_name(source.name.replace("_labelIds.png", "_labelTrainIds.png"))
-        if target.exists():
-            continue
+    for source in (progress_bar := bar([s for s in sources if not target(s).exists()], f"preparing {root}", "label",
+                                       progress)):
         try:
             label_ids = read_label(source)
         except OSError as error:
-            tqdm.write(f"{error}, skipped")
+            progress_bar.write(f"{error}, skipped")
             continue
-        write_image(target, LABEL_ID_TO_TRAIN_ID[label_ids])
+        write_image(target(source), LABEL_ID_TO_TRAIN_ID[label_ids])
         written += 1
     return written
 

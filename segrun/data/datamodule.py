@@ -16,8 +16,8 @@ from segrun.data.sampling import (
     optimizer_steps,
 )
 from segrun.data.transforms import build_pipeline
-from segrun.stopping import ignore_stop_signals
 from segrun.spec import DataSpec, EvalSpec, TestSpec
+from segrun.stopping import ignore_stop_signals
 
 
 def ensure_dataset(data: DataSpec, progress: bool = True) -> None:
@@ -102,13 +102,16 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.root = resolve_root(data.root)
 
     def setup(self, stage: str) -> None:
-        if stage == "fit":
+        """The datasets of `stage`, each made once (the runner sets up "fit" before Lightning does,
+        to find a missing dataset before it makes the run folder)."""
+        if stage == "fit" and getattr(self, "train_set", None) is None:
             # seeded per sample while training (SeededAugmentations)
             self.train_set = self.dataset_class(self.root, "train", build_pipeline(self.data.train_pipeline))
         if stage == "test":
-            self.test_set = self.dataset_class(self.root, "val",
-                                               build_pipeline(self.test.pipeline or self.data.val_pipeline))
-        else:
+            if getattr(self, "test_set", None) is None:
+                self.test_set = self.dataset_class(self.root, "val",
+                                                   build_pipeline(self.test.pipeline or self.data.val_pipeline))
+        elif getattr(self, "val_set", None) is None:
             self.val_set = self.dataset_class(self.root, "val", build_pipeline(self.data.val_pipeline))
 
     def _loader(self, dataset, batch_size: int, sampler, drop_last: bool, loader=DataLoader) -> DataLoader:

@@ -15,15 +15,21 @@ from pathlib import Path
 
 import numpy as np
 import scipy.io
-from tqdm import tqdm
 
 from segrun.atomic_write import write_atomically
 from segrun.data import synthetic_pascal_context
 from segrun.data.downloads import PASCAL_CONTEXT, find_layout
 from segrun.data.image_io import write_image
 from segrun.data.labelled_images import LabelledImages
-from segrun.data.pascal_context_labels import CLASS_NAMES_59, CLASS_NAMES_60, FULL_TO_60, context60_to_59, voc_palette
+from segrun.data.pascal_context_labels import (
+    CLASS_NAMES_59,
+    CLASS_NAMES_60,
+    FULL_TO_60,
+    context60_to_59,
+    voc_palette,
+)
 from segrun.errors import DatasetError
+from segrun.terminal import bar
 
 DEVKIT_DOWNLOAD = "VOCtrainval_03-May-2010.tar from the PASCAL VOC 2010 site"
 CONTEXT_DOWNLOAD = "trainval.tar.gz from the PASCAL-Context site"
@@ -60,21 +66,21 @@ def prepare(root: Path, progress: bool = True) -> int:
     for folder, download in ((devkit / "JPEGImages", DEVKIT_DOWNLOAD), (mats, CONTEXT_DOWNLOAD)):
         if not folder.is_dir():
             raise DatasetError(f"{folder}: no such folder; it comes from {download}")
-    jobs = [(split, image_id) for split in SPLITS for image_id in _split_ids(devkit, split)]
-    written = 0
-    for split, image_id in tqdm(jobs, desc=f"preparing {root}", disable=not progress, unit="image"):
-        image_out = layout.folder(root, "Images") / split / f"{image_id}.jpg"
-        label_out = layout.folder(root, "Annotations") / split / f"{image_id}.png"
-        if image_out.exists() and label_out.exists():
-            continue
+    def outputs(split: str, image_id: str) -> tuple[Path, Path]:
+        return (layout.folder(root, "Images") / split / f"{image_id}.jpg",
+                layout.folder(root, "Annotations") / split / f"{image_id}.png")
+
+    jobs = [(split, image_id) for split in SPLITS for image_id in _split_ids(devkit, split)
+            if not all(path.exists() for path in outputs(split, image_id))]
+    for split, image_id in bar(jobs, f"preparing {root}", "image", progress):
+        image_out, label_out = outputs(split, image_id)
         image_in, mat_in = devkit / "JPEGImages" / f"{image_id}.jpg", mats / f"{image_id}.mat"
         for needed, download in ((image_in, DEVKIT_DOWNLOAD), (mat_in, CONTEXT_DOWNLOAD)):
             if not needed.is_file():
                 raise DatasetError(f"{needed}: missing ({split}.txt lists {image_id}); it comes from {download}")
         write_image(label_out, FULL_TO_60[read_label_map(mat_in)])
         write_atomically(image_out, image_in.read_bytes())
-        written += 1
-    return written
+    return len(jobs)
 
 
 class PascalContext60(LabelledImages):

@@ -3,7 +3,8 @@ from collections import Counter
 from typing import NamedTuple
 
 import numpy as np
-from tqdm import tqdm
+
+from segrun.terminal import bar
 
 METHODS = ("enet", "inverse", "median")
 
@@ -21,7 +22,7 @@ def label_statistics(dataset, progress: bool = True) -> LabelStatistics:
     class_pixels = np.zeros(num_classes, dtype=np.int64)
     image_pixels = np.zeros(num_classes, dtype=np.int64)
     sizes = Counter()
-    for index in tqdm(range(len(dataset)), desc=f"reading {dataset.split} labels", disable=not progress, unit="label"):
+    for index in bar(range(len(dataset)), f"reading {dataset.split} labels", "label", progress):
         label = dataset.label(index)
         sizes[label.shape] += 1
         counts = np.bincount(label.ravel(), minlength=256)[:num_classes]

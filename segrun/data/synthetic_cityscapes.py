@@ -11,12 +11,17 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tqdm import tqdm
 
 from segrun.atomic_write import write_atomically
 from segrun.data.cityscapes_labels import LABEL_ID
-from segrun.data.downloads import BROKEN_IN_DOWNLOAD, CITYSCAPES, Layout, cityscapes_folder
+from segrun.data.downloads import (
+    BROKEN_IN_DOWNLOAD,
+    CITYSCAPES,
+    Layout,
+    cityscapes_folder,
+)
 from segrun.data.image_io import write_image
+from segrun.terminal import bar
 
 CITIES = {"train": ("aachen", "bochum", "bremen"), "val": ("frankfurt", "lindau"),
           "train_extra": ("augsburg", "bamberg", "konstanz")}
@@ -218,16 +223,14 @@ def synthesize(root: Path, train_images: int = 80, val_images: int = 20, height:
     (seed, split, index), so an interrupted run resumes to the same data."""
     root, folders = Path(root), CITYSCAPES[layout]
     jobs = [("train", i) for i in range(train_images)] + [("val", i) for i in range(val_images)]
-    written = 0
-    for split, index in tqdm(jobs, desc=f"synthesising {root}", disable=not progress, unit="image"):
+    missing = [(split, index) for split, index in jobs
+               if not all(path.exists() for path in scene_paths(root, split, index, layout=folders))]
+    for split, index in bar(missing, f"synthesising {root}", "image", progress):
         image_path, label_path = scene_paths(root, split, index, layout=folders)
-        if image_path.exists() and label_path.exists():
-            continue
         image, label = render_scene(height, width, scene_seed(seed, split, index))
         write_image(label_path, label)
         write_image(image_path, image)
-        written += 1
-    return written
+    return len(missing)
 
 
 def synthesize_with_coarse(root: Path, train_images: int = 80, val_images: int = 20, height: int = 128,
@@ -238,13 +241,14 @@ def synthesize_with_coarse(root: Path, train_images: int = 80, val_images: int =
     The coarse labels of the fine train scenes (gtCoarse/train), which no dataset reads, are not written."""
     root, folders = Path(root), CITYSCAPES[layout]
     written = synthesize(root, train_images, val_images, height, width, seed, progress, layout)
-    for index in tqdm(range(train_images), desc=f"synthesising coarse {root}", disable=not progress, unit="image"):
+    missing = [index for index in range(train_images)
+               if not all(path.exists() for path in scene_paths(root, "train_extra", index, "gtCoarse", folders))]
+    for index in bar(missing, f"synthesising coarse {root}", "image", progress):
         image_path, coarse_path = scene_paths(root, "train_extra", index, "gtCoarse", folders)
-        if not (image_path.exists() and coarse_path.exists()):
-            image, label = render_scene(height, width, scene_seed(seed, "train_extra", index))
-            write_image(coarse_path, coarsen(label))
-            write_image(image_path, image)
-            written += 1
+        image, label = render_scene(height, width, scene_seed(seed, "train_extra", index))
+        write_image(coarse_path, coarsen(label))
+        write_image(image_path, image)
+        written += 1
     for name in BROKEN_IN_DOWNLOAD:
         image_path, coarse_path = file_paths(root, folders, "train_extra", name, "gtCoarse")
         if not (image_path.exists() and coarse_path.exists()):

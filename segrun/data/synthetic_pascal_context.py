@@ -11,12 +11,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import scipy.io
-from tqdm import tqdm
 
 from segrun.atomic_write import write_atomically
 from segrun.data.downloads import PASCAL_CONTEXT
 from segrun.data.image_io import write_image
 from segrun.data.pascal_context_labels import CLASS_IDS
+from segrun.terminal import bar
 
 STUFF_IDS = (366, 189, 440, 187, 445, 260, 158)  # sky, grass, wall, ground, water, mountain, floor
 OTHER_IDS = (1, 3, 50, 120, 300, 400, 459)  # ids outside the 60 classes: background after preparation
@@ -65,10 +65,10 @@ def synthesize(root: Path, train_images: int = 80, val_images: int = 20, height:
     written = 0
     for split, count in (("train", train_images), ("val", val_images)):
         ids = [f"{SPLIT_YEARS[split]}_{index:06d}" for index in range(count)]
-        for index, image_id in enumerate(tqdm(ids, desc=f"synthesising {root} {split}", disable=not progress, unit="image")):
+        missing = [(index, image_id) for index, image_id in enumerate(ids)
+                   if not ((devkit / "JPEGImages" / f"{image_id}.jpg").exists() and (mats / f"{image_id}.mat").exists())]
+        for index, image_id in bar(missing, f"synthesising {root} {split}", "image", progress):
             image_path, mat_path = devkit / "JPEGImages" / f"{image_id}.jpg", mats / f"{image_id}.mat"
-            if image_path.exists() and mat_path.exists():
-                continue
             scene_seed = int(np.random.SeedSequence([seed, SPLIT_YEARS[split], index]).generate_state(1)[0])
             image, label_map = render_scene(height, width, scene_seed)
             mat = io.BytesIO()
