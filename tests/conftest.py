@@ -9,6 +9,10 @@ import pytest
 
 REFERENCE = Path(__file__).resolve().parent / "reference"  # copied in; see its README
 
+# The suite builds segrun's CUDA kernels wherever nvcc is, GPU or not (segrun itself builds them only
+# where a GPU is): a kernel that does not compile fails the suite (tests/test_kernels.py).
+os.environ.setdefault("SEGRUN_BUILD_CUDA", "1")
+
 
 @pytest.fixture
 def reference() -> Path:

@@ -27,6 +27,13 @@ def test_bench_ops_tiny_on_cpu(tmp_path, capsys):
     assert "| op | case |" in (tmp_path / "ops.md").read_text()
 
 
+def test_bench_ops_with_torch_compile_says_no_warning_of_torchs_own(tmp_path, recwarn):
+    """(torch's inductor, compiling the RMI peers, calls its own deprecated `_prims_common.check`.)"""
+    assert main(["bench", "ops", "--device", "cpu", "--size", "tiny", "--repeats", "1", "--compile",
+                 "rmi_lower_bound", "--json", str(tmp_path / "ops.json")]) == 0
+    assert [str(w.message) for w in recwarn if issubclass(w.category, FutureWarning)] == []
+
+
 def test_bench_train_tiny_on_cpu(tmp_path):
     out, plot = tmp_path / "train.json", tmp_path / "train.png"
     assert main(["bench", "train", "specs/quickstart.toml", "--device", "cpu", "--steps", "1", "--warmup", "1",

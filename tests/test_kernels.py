@@ -49,9 +49,33 @@ def both(op, *args, **kwargs):
 
 
 def test_the_cuda_kernels_are_compiled_wherever_nvcc_and_a_cuda_torch_are(built_library):
+    """(The suite sets SEGRUN_BUILD_CUDA=1, see conftest.py; segrun alone builds them only where a GPU is.)"""
     if extension.cuda_home() is None or not torch.version.cuda:
         pytest.skip("no CUDA toolkit or a CPU build of torch: the library is CPU only")
     assert built_library.cuda, built_library
+
+
+def test_the_build_is_named_by_its_sources_and_compiles_cuda_only_where_asked(tmp_path, monkeypatch):
+    import shutil
+
+    sources = tmp_path / "csrc"
+    shutil.copytree(extension.CSRC, sources)
+    monkeypatch.setattr(extension, "CSRC", sources)
+    flags = extension.build_flags(False)
+    name = extension.cache_name(False, flags)
+    assert name.startswith("segrun_ops_") and name == extension.cache_name(False, flags)
+    assert extension.cache_name(True, flags) != name
+    header = next(sources.rglob("*.h"))
+    header.write_text(header.read_text() + "\n// another checkout's change\n")
+    assert extension.cache_name(False, flags) != name  # two checkouts never share (and rebuild) one build
+
+    assert extension._cuda_build(None) == (False, "no CUDA toolkit or a CPU build of torch")
+    monkeypatch.delenv("SEGRUN_BUILD_CUDA", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert extension._cuda_build(tmp_path) == (False, "no GPU here (SEGRUN_BUILD_CUDA=1 builds the CUDA kernels "
+                                                      "anyway)")
+    monkeypatch.setenv("SEGRUN_BUILD_CUDA", "1")
+    assert extension._cuda_build(tmp_path)[0] is True
 
 
 def test_auto_runs_what_measured_faster_per_device(monkeypatch):

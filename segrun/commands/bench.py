@@ -3,6 +3,7 @@ written as JSON and Markdown that never replace a file."""
 import argparse
 from pathlib import Path
 
+from segrun import quiet
 from segrun.commands import Command
 from segrun.commands.arguments import window
 from segrun.errors import UserError
@@ -78,6 +79,7 @@ def _ops_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _ops(args: argparse.Namespace) -> None:
+    quiet.install()
     from benchmarks import ops
 
     _refuse_existing(args.json, args.md)
@@ -104,6 +106,7 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _train(args: argparse.Namespace) -> None:
+    quiet.install()
     from benchmarks import train
 
     _refuse_existing(args.json, args.md, args.plot)
@@ -124,6 +127,7 @@ def _data_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _data(args: argparse.Namespace) -> None:
+    quiet.install()
     from benchmarks import data
     from segrun import build
 
@@ -144,6 +148,7 @@ def _suite_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _suite(args: argparse.Namespace) -> None:
+    quiet.install()
     from benchmarks import suite
 
     try:

@@ -6,7 +6,9 @@ or none, and the PyTorch implementations run. `SEGRUN_OPS` chooses: `auto` (defa
 library where it measured faster than PyTorch (AUTO: per op and device), `ext` uses the library on
 every device (building it if needed, failing loudly if it cannot), `torch` never loads it.
 """
+import hashlib
 import importlib.util
+import logging
 import os
 import shutil
 import sys
@@ -116,10 +118,44 @@ def _load_ahead_of_time() -> Library | None:
     return Library(True, how=f"ahead-of-time build {spec.origin}")
 
 
-def _build_just_in_time() -> Library:
+def _cuda_build(home: Path | None) -> tuple[bool, str]:
+    """Whether the just-in-time build compiles the CUDA kernels too, and why (not)."""
+    if home is None:
+        return False, "no CUDA toolkit or a CPU build of torch"
+    if torch.cuda.is_available():
+        return True, f"a GPU and nvcc in {home}"
+    if os.environ.get("SEGRUN_BUILD_CUDA") == "1":
+        return True, f"SEGRUN_BUILD_CUDA=1, nvcc in {home}"
+    return False, "no GPU here (SEGRUN_BUILD_CUDA=1 builds the CUDA kernels anyway)"
+
+
+def cache_name(with_cuda: bool, flags: dict) -> str:
+    """The build's name in torch's extension cache: the sources' content, the flags and torch's
+    version hashed, so checkouts with other sources never rebuild each other's library, and a change
+    to csrc/ builds anew."""
+    digest = hashlib.sha256(f"{torch.__version__} {with_cuda} {sorted(flags.items())}".encode())
+    for path in sorted(CSRC.rglob("*")):
+        if path.is_file():
+            digest.update(str(path.relative_to(CSRC)).encode())
+            digest.update(path.read_bytes())
+    return f"segrun_ops_{digest.hexdigest()[:12]}"
+
+
+class _NoCudaRuntimeNote(logging.Filter):
+    # cpp_extension says "No CUDA runtime is found" on import wherever a toolkit but no GPU is: the
+    # CPU build, or SEGRUN_BUILD_CUDA=1, is what segrun asked for there
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No CUDA runtime is found" not in record.getMessage()
+
+
+def _build_just_in_time(why: str) -> Library:
+    """Build csrc/ with ninja into torch's extension cache (once per content of csrc/); `why` says
+    why no ahead-of-time build serves, for the one line said before a build."""
     home = cuda_home() if torch.version.cuda else None
-    if home is not None and "CUDA_HOME" not in os.environ:
+    with_cuda, cuda_reason = _cuda_build(home)
+    if with_cuda and "CUDA_HOME" not in os.environ:
         os.environ["CUDA_HOME"] = str(home)  # before cpp_extension guesses one on import
+    logging.getLogger("torch.utils.cpp_extension").addFilter(_NoCudaRuntimeNote())
     from torch.utils import cpp_extension
 
     if not sources(with_cuda=False):
@@ -128,21 +164,26 @@ def _build_just_in_time() -> Library:
         return Library(False, reason="ninja is not installed (pip install ninja)")
     if shutil.which(os.environ.get("CXX", "c++")) is None:
         return Library(False, reason="no C++ compiler found (set CXX or install g++)")
-    with_cuda = home is not None
     if with_cuda:
         # cpp_extension reads the toolkit's location once, at import, which may have come first.
         cpp_extension.CUDA_HOME = str(home)
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", DEFAULT_ARCH_LIST)
     flags = build_flags(with_cuda)
+    name = cache_name(with_cuda, flags)
+    cache = Path(cpp_extension._get_build_directory(name, verbose=False))
+    if not (cache / f"{name}.so").is_file():
+        kernels = "and CUDA kernels " if with_cuda else ""
+        print(f"segrun: building its C++ ops {kernels}for these sources ({why}; CUDA: {cuda_reason}), once: "
+              f"cached in {cache}", file=sys.stderr, flush=True)
     try:
-        cpp_extension.load(name="segrun_ops", sources=[str(path) for path in sources(with_cuda)],
+        cpp_extension.load(name=name, sources=[str(path) for path in sources(with_cuda)],
                            extra_cflags=flags["cxx"], extra_cuda_cflags=flags["nvcc"], extra_ldflags=flags["ldflags"],
                            extra_include_paths=flags["include_dirs"], with_cuda=with_cuda,
                            is_python_module=False, verbose=False)
     except (RuntimeError, OSError, ImportError) as error:
         return Library(False, reason=f"just-in-time build failed: {_first_error_line(str(error))}")
-    kind = f"with CUDA kernels (nvcc in {home})" if with_cuda else "CPU only (no CUDA toolkit or CPU build of torch)"
-    return Library(True, how=f"just-in-time build, {kind}")
+    kind = f"with CUDA kernels ({cuda_reason})" if with_cuda else f"CPU only ({cuda_reason})"
+    return Library(True, how=f"just-in-time build {name}, {kind}")
 
 
 def library() -> Library:
@@ -154,7 +195,7 @@ def library() -> Library:
                 return Library(False, reason="SEGRUN_OPS=torch")
             found = _load_ahead_of_time()
             if found is None or not found.loaded:
-                built = _build_just_in_time()
+                built = _build_just_in_time("no ahead-of-time build installed" if found is None else found.reason)
                 if not built.loaded and found is not None:
                     built = attrs.evolve(built, reason=f"{found.reason}; {built.reason}")
                 found = built
