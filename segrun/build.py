@@ -60,7 +60,7 @@ def check_spec(loaded: Spec, pipelines: bool = True) -> None:
     for index, loss in enumerate(loaded.loss):
         _known(("loss", index, "name"), "loss", loss.name, LOSSES)
 
-    if loaded.model.pretrained_skip is not None:
+    if loaded.model.pretrained_skip:
         if not loaded.model.pretrained:
             raise KeyProblem(("model", "pretrained_skip"), "leaves tensors of model.pretrained out, which is not set")
         with torch.device("meta"):  # names only

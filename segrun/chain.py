@@ -10,6 +10,7 @@ from segrun import build, runner
 from segrun.errors import UserError, did_you_mean
 from segrun.resolve import resolve
 from segrun.run_folder import RunFolder, init_checkpoint, planned_run_folder
+from segrun.smoke import smoke_overrides, smoke_runs
 from segrun.spec import Spec, SpecError, dumps
 from segrun.spec.loader import load_section
 from segrun.spec.schema import run_name
@@ -56,10 +57,12 @@ def stage_spec(chain: Chain, chain_path: Path, index: int, init: Path | None, ex
 
 
 def start_checkpoint(previous: RunFolder, start_from: str | None) -> Path | None:
+    """The previous stage's last checkpoint, or its best (else its last, for a stage that validated
+    only at its end), as `init` takes a run folder."""
     if start_from == "last":
         last = previous.checkpoints / "last.ckpt"
         return last if last.is_file() else None
-    return previous.best_checkpoint() or None
+    return previous.trained_checkpoint()
 
 
 def _describe(label: str, status: str, stage, spec: Spec) -> None:
@@ -80,14 +83,19 @@ def stage_index(chain: Chain, chain_path: Path, stage: str) -> int:
 
 
 def run_chain(chain_path: Path, runs_dir: Path, dry_run: bool = False, progress: bool = True, overrides=(),
-              up_to: str | None = None) -> list[RunFolder]:
+              up_to: str | None = None, smoke: bool = False, force: bool = False) -> list[RunFolder]:
     """Run (or with dry_run, describe) the stages in order, each with its own overrides and then
     `overrides`, through the stage `up_to` (a name or number; default: the last); returns the stage
-    run folders."""
+    run folders. `smoke`: each stage as its smoke run (segrun.smoke), in runs_dir/smoke; `force`:
+    every stage trained again, into new folders."""
     chain = load_chain(chain_path)
+    if smoke:
+        runs_dir = smoke_runs(runs_dir)
     last = len(chain.stage) - 1 if up_to is None else stage_index(chain, chain_path, up_to)
     folders: list[RunFolder] = []
     for index, stage in enumerate(chain.stage[:last + 1]):
+        stage_overrides = [*overrides, *smoke_overrides(stage_spec(chain, chain_path, index, None, overrides))] \
+            if smoke else overrides
         label = f"stage {index} ({stage.name})"
         init = None
         if index > 0:
@@ -98,11 +106,11 @@ def run_chain(chain_path: Path, runs_dir: Path, dry_run: bool = False, progress:
                                     f"of the previous stage, which has none")
                 # Its folder's name hashes that checkpoint's content: unknown until it exists.
                 source = f"the {stage.start_from or 'best'} checkpoint of stage {index - 1} ({chain.stage[index - 1].name})"
-                spec = resolve(stage_spec(chain, chain_path, index, None, [*overrides, f"init='<{source}>'"]))
+                spec = resolve(stage_spec(chain, chain_path, index, None, [*stage_overrides, f"init='<{source}>'"]))
                 _describe(label, f"to run after stage {index - 1}, from {source}", stage, spec)
                 folders = []
                 continue
-        spec = stage_spec(chain, chain_path, index, init, overrides)
+        spec = stage_spec(chain, chain_path, index, init, stage_overrides)
         spec = resolve(spec)  # the folder of the recipe this machine will run
         start = init_checkpoint(spec)
         folder = planned_run_folder(spec, runs_dir, start)
@@ -113,7 +121,7 @@ def run_chain(chain_path: Path, runs_dir: Path, dry_run: bool = False, progress:
             continue
         print(f"chain {chain.name}: {label} in {folder.path}")
         try:
-            folders.append(runner.train(spec, runs_dir, progress=progress, init=start))
+            folders.append(runner.train(spec, runs_dir, force, progress=progress, init=start))
         except Exception as error:
             raise UserError(f"chain {chain.name}: {label} failed: {error.__class__.__name__}: {error}; after fixing it, "
                             f"`segrun chain {chain_path}` continues here (finished stages are kept)") from error

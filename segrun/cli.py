@@ -18,7 +18,7 @@ from segrun.commands import (
     summary,
     train,
 )
-from segrun.exits import run_as_command
+from segrun.exits import import_problem, run_as_command
 
 # The commands in the order `segrun --help` lists them.
 COMMANDS = {
@@ -57,6 +57,10 @@ def main(argv=None) -> int:
     args = command_parser.parse_args(argv)
     if args.command is None:
         command_parser.print_help()
+        return 2
+    problem = import_problem()
+    if problem is not None:
+        print(f"segrun: error: {problem}", file=sys.stderr)
         return 2
     return run_as_command(args.handler, args)
 

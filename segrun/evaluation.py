@@ -53,7 +53,6 @@ def evaluate_weights(weights: Path, spec_file: Path, overrides: Sequence[str] = 
         raise UserError(f"{weights}: no such weights file")
     eval_file = _unused(out or Path(f"{weights.stem}.eval.json"))
     spec = build.load_spec(spec_file, overrides)
-    ensure_dataset(spec.data, progress)  # as training would: a spec's [data.synthetic] written where missing
 
     def load(task: SegmentationTask) -> None:
         print(load_trained(task.model, weights))
@@ -71,7 +70,8 @@ def _score(spec: Spec, load: Callable[[SegmentationTask], None], eval_file: Path
     given = {key: value for key, value in options.items() if value is not None}
     spec, protocol = build.reported_protocol(spec, given, "eval options")
     task = build.task(spec, load_weights=False)
-    load(task)
+    load(task)  # before the data: a file that does not load is said at once
+    ensure_dataset(spec.data, progress)  # as training would: a spec's [data.synthetic] written where missing
     quiet.install()
     trainer = pl.Trainer(accelerator=spec.trainer.accelerator, devices=1, precision=eval_precision(spec.trainer),
                          logger=False, enable_checkpointing=False, enable_progress_bar=progress,

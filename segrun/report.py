@@ -14,7 +14,7 @@ from segrun.atomic_write import write_atomically, write_figure
 from segrun.errors import UserError
 from segrun.lineage import file_sha256
 from segrun.published import chain_specs, evaluation_spec, load_manifest
-from segrun.recipes import differences
+from segrun.recipes import differences, flatten
 from segrun.run_folder import RunFolder
 from segrun.spec import Spec, spec_hash
 from segrun.spec.loader import to_table
@@ -78,8 +78,9 @@ def group_rows(results: list[RunResult]) -> list[dict]:
         spec = members[0].spec
         miou, miou_std = _mean_std(r.metrics.get("mIoU") for r in members)
         rows.append({
-            "name": spec.name, "model": f"{spec.model.name}/{spec.model.backbone}",
-            "loss": "+".join(loss.name for loss in spec.loss), "data": spec.data.dataset, "epochs": spec.trainer.epochs,
+            "setting": members[0].setting, "spec": spec, "name": spec.name, "model": f"{spec.model.name}/{spec.model.backbone}",
+            "loss": "+".join(loss.name for loss in spec.loss), "data": spec.data.dataset,
+            "steps": members[0].metrics.get("trained_steps", "-"),  # trained (metrics.json from before: unknown)
             "params": members[0].parameters, "runs": len(members), "mIoU": miou, "mIoU_std": miou_std,
             "train_s": _mean_std(r.metrics.get("train_seconds") for r in members)[0],
             "infer_s_per_image": _mean_std(r.metrics.get("validation_seconds_per_image") for r in members)[0],
@@ -88,12 +89,12 @@ def group_rows(results: list[RunResult]) -> list[dict]:
 
 
 def format_table(rows: list[dict]) -> str:
-    header = f"{'name':<28} {'model':<26} {'loss':<10} {'data':<22} {'epochs':>6} {'params':>12} {'runs':>4} " \
+    header = f"{'name':<28} {'model':<26} {'loss':<10} {'data':<22} {'steps':>7} {'params':>12} {'runs':>4} " \
              f"{'mIoU':>16} {'train s':>9} {'s/image':>8}"
     lines = [header, "-" * len(header)]
     for row in rows:
         miou = f"{row['mIoU']:>8.4f} ± {row['mIoU_std']:.4f}" if row["runs"] > 1 else f"{row['mIoU']:>8.4f} (n=1) "
-        lines.append(f"{row['name']:<28} {row['model']:<26} {row['loss']:<10} {row['data']:<22} {row['epochs']:>6} "
+        lines.append(f"{row['name']:<28} {row['model']:<26} {row['loss']:<10} {row['data']:<22} {row['steps']:>7} "
                      f"{row['params']:>12,} {row['runs']:>4} {miou} "
                      f"{row['train_s']:>9.1f} {row['infer_s_per_image']:>8.4f}")
     return "\n".join(lines)
@@ -195,15 +196,16 @@ def format_study_table(rows: list[dict]) -> str:
 
 def write_csv(results: list[RunResult], path: Path) -> None:
     """One row per run, per-class IoU included."""
-    class_names = sorted({name for r in results for name in r.metrics.get("per_class_iou", {})})
+    # in class order (metrics.json keeps it), the classes of every run's dataset
+    class_names = list(dict.fromkeys(name for r in results for name in r.metrics.get("per_class_iou", {})))
     table = io.StringIO()
     writer = csv.writer(table)
-    writer.writerow(["run", "name", "setting", "seed", "model", "loss", "data", "epochs", "params", "mIoU",
+    writer.writerow(["run", "name", "setting", "seed", "model", "loss", "data", "steps", "params", "mIoU",
                      "pixel_accuracy", "train_seconds", "validation_seconds_per_image", *class_names])
     for r in results:
         per_class = r.metrics.get("per_class_iou", {})
         writer.writerow([r.folder.path, r.spec.name, r.setting, r.spec.seed, r.spec.model.name,
-                         "+".join(loss.name for loss in r.spec.loss), r.spec.data.dataset, r.spec.trainer.epochs,
+                         "+".join(loss.name for loss in r.spec.loss), r.spec.data.dataset, r.metrics.get("trained_steps"),
                          r.parameters, r.metrics.get("mIoU"), r.metrics.get("pixel_accuracy"),
                          r.metrics.get("train_seconds"), r.metrics.get("validation_seconds_per_image"),
                          *(per_class.get(name) for name in class_names)])
@@ -218,7 +220,22 @@ def _training_curve(folder: RunFolder) -> list[tuple[int, float]]:
     return sorted(points)
 
 
-def write_plot(results: list[RunResult], rows: list[dict], path: Path) -> None:
+def setting_labels(rows: list[dict]) -> list[str]:
+    """A label per setting: its name, and where several settings share the name, the keys in which
+    each differs from the others (`quickstart optimizer.lr=0.002`)."""
+    flat = [flatten(to_table(attrs.evolve(row["spec"], seed=0))) for row in rows]
+    labels = []
+    for row, mine in zip(rows, flat):
+        namesakes = [other for other, r in zip(flat, rows) if r is not row and r["name"] == row["name"]]
+        keys = sorted({key for other in namesakes for key in mine.keys() | other.keys() if mine.get(key) != other.get(key)})
+        labels.append(" ".join([row["name"], *(f"{key}={mine.get(key, '-')}" for key in keys[:3])])
+                      + (" ..." if len(keys) > 3 else ""))
+    return labels
+
+
+def write_plot(results: list[RunResult], rows: list[dict], path: Path) -> list[Path]:
+    """mIoU per setting with error bars, and every run's training-loss curve; returns the run
+    folders that have no loss curve to draw (no CSV log)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -227,18 +244,24 @@ def write_plot(results: list[RunResult], rows: list[dict], path: Path) -> None:
     figure, (scores, curves) = pyplot.subplots(1, 2, figsize=(12, 4.5))
     positions = range(len(rows))
     scores.errorbar(positions, [r["mIoU"] for r in rows], yerr=[r["mIoU_std"] for r in rows], fmt="o", capsize=4)
-    scores.set_xticks(list(positions), [f"{r['name']}\n(n={r['runs']})" for r in rows], rotation=30, ha="right", fontsize=8)
+    scores.set_xticks(list(positions), [f"{label}\n(n={r['runs']})" for label, r in zip(setting_labels(rows), rows)],
+                      rotation=30, ha="right", fontsize=8)
     scores.set_ylabel("validation mIoU (mean ± std over seeds)")
+    labels = dict(zip((r["setting"] for r in rows), setting_labels(rows)))
+    without_curve = []
     for result in results:
         curve = _training_curve(result.folder)
         if curve:
-            curves.plot(*zip(*curve), label=f"{result.spec.name} seed {result.spec.seed}", linewidth=1)
+            curves.plot(*zip(*curve), label=f"{labels[result.setting]} seed {result.spec.seed}", linewidth=1)
+        else:
+            without_curve.append(result.folder.path)
     curves.set_xlabel("step")
     curves.set_ylabel("training loss")
     curves.legend(fontsize=7)
     figure.tight_layout()
     write_figure(figure, path, dpi=100)
     pyplot.close(figure)
+    return without_curve
 
 
 def write_study_plot(rows: list[dict], path: Path) -> None:

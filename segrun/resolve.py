@@ -39,6 +39,19 @@ def resolve_trainer(trainer: TrainerSpec, where: str = "trainer") -> TrainerSpec
     return attrs.evolve(trainer, precision=precision, memory_format=resolved_memory_format(trainer))
 
 
+def check_devices(trainer: TrainerSpec, where: str) -> None:
+    """One line, led by `where` (the spec), for a spec that asks for GPUs this machine does not have
+    (before anything is built: Lightning would say it in a traceback after the run folder is made)."""
+    if trainer.accelerator not in ("gpu", "cuda"):
+        return
+    have = torch.cuda.device_count()
+    want = trainer.devices if isinstance(trainer.devices, int) and trainer.devices > 0 else 1
+    if have < want:
+        raise UserError(f'{where}: trainer.accelerator = "{trainer.accelerator}" with {want} device(s), but this '
+                        f"machine has {have} CUDA GPU(s); train where they are (segrun submit sends it to SLURM), try it small here "
+                        'with --smoke, or set trainer.accelerator="cpu" trainer.devices=1 trainer.strategy="auto"')
+
+
 def resolve(spec: Spec) -> Spec:
     return attrs.evolve(spec, trainer=resolve_trainer(spec.trainer))
 

@@ -39,5 +39,5 @@ def sweep_members(overrides, sweeps, seeds: int | None) -> list[list[str]]:
     return [[*overrides, *combination, *seed] for combination in itertools.product(*axes) for seed in seed_axis]
 
 
-def command_line(spec_path, overrides, runs_dir) -> str:
-    return shlex.join(["segrun", str(spec_path), *overrides, "--runs", str(runs_dir)])
+def command_line(spec_path, overrides, runs_dir, smoke: bool = False) -> str:
+    return shlex.join(["segrun", str(spec_path), *overrides, "--runs", str(runs_dir), *(["--smoke"] if smoke else [])])

@@ -3,26 +3,46 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from segrun import build
+from segrun.chain import load_chain, stage_spec
 from segrun.data import DATASETS, resolve_root
 from segrun.errors import UserError
 from segrun.models.weights import describe_start
+from segrun.published import is_chain
+from segrun.resolve import check_devices
 from segrun.run_folder import init_checkpoint
+from segrun.smoke import smoke_overrides, smoke_spec
 from segrun.spec import Spec
+from segrun.terminal import bar
 
 
-def validate(path, overrides=(), read_data: bool = False, progress: bool = True) -> Iterator[str]:
-    """Report lines, one as each check passes: the spec loads (extends, overrides, pipelines), the
-    files it names exist and fit its model, and its dataset is prepared (in which layout, and which
-    pairs of the download it leaves out) or will be synthesised. With `read_data`, every image and
-    label of both splits is opened and checked (see LabelledImages.faults), with a progress bar,
-    and each bad file gets a line. Raises UserError at the first check that fails (for the data:
-    after all of its lines), after the lines of the checks before it."""
-    loaded = build.load_spec(path, overrides)
+def validate(path, overrides=(), read_data: bool = False, progress: bool = True, smoke: bool = False) -> Iterator[str]:
+    """Report lines, one as each check passes: the spec loads (extends, overrides, pipelines), this
+    machine has the devices it asks for, the files it names exist and fit its model, and its dataset
+    is prepared (in which layout, and which pairs of the download it leaves out) or will be
+    synthesised. A chain has each stage checked so (a later stage's `init`, the checkpoint of the
+    stage before, is not there yet). With `read_data`, every image and label of both splits is
+    opened and checked (see LabelledImages.faults), with a progress bar, and each bad file gets a
+    line. With `smoke`, the spec's smoke run is checked (segrun.smoke). Raises UserError at the first
+    check that fails (for the data: after all of its lines), after the lines of the checks before it."""
+    path = Path(path)
+    if is_chain(path):
+        chain = load_chain(path)
+        for index, stage in enumerate(chain.stage):
+            stage_overrides = [*overrides, *smoke_overrides(stage_spec(chain, path, index, None, overrides))] \
+                if smoke else overrides
+            yield from _validate(f"{path} stage {index} ({stage.name})", stage_spec(chain, path, index, None,
+                                                                                 stage_overrides), read_data, progress)
+        return
+    yield from _validate(str(path), smoke_spec(path, overrides) if smoke else build.load_spec(path, overrides),
+                         read_data, progress)
+
+
+def _validate(path: str, loaded: Spec, read_data: bool, progress: bool) -> Iterator[str]:
     yield (f"{path}: spec ok ({loaded.model.name}/{loaded.model.backbone}, "
            f"losses {', '.join(loss.name for loss in loaded.loss)})")
+    check_devices(loaded.trainer, path)
     for key, file in (("model.pretrained", loaded.model.pretrained), ("init", loaded.init)):
         if file and not Path(file).exists():
             raise UserError(f"{path}: {key}: no such file {file}")
@@ -45,7 +65,7 @@ def validate(path, overrides=(), read_data: bool = False, progress: bool = True)
 def _read_every_file(root: Path, splits, progress: bool) -> Iterator[str]:
     faults = 0
     for split in splits:
-        for index in tqdm(range(len(split)), desc=f"reading {split.split}", unit="pair", disable=not progress):
+        for index in bar(range(len(split)), f"reading {split.split}", "pair", progress):
             for fault in split.faults(index):
                 faults += 1
                 yield fault

@@ -71,6 +71,10 @@ def test_sweep_of_two_by_two_with_two_seeds_then_report(tiny, tmp_path, capsys):
     mean = np.mean(next(iter(settings.values())))
     assert any(f"{mean:.4f}" in row for row in rows)
     assert cv2.imread(str(tmp_path / "report.png")) is not None
+    from segrun.report import group_rows, load_results, setting_labels
+    labels = setting_labels(group_rows(load_results([runs / "tiny-*"])))
+    assert sorted(labels) == sorted(f"tiny optimizer.lr={lr} trainer.log_every_n_steps={n}"
+                                    for lr in (0.002, 0.001) for n in (1, 2))  # settings of one name told apart
 
 
 def test_predict_in_every_format_skipping_unreadable_files(tiny, tmp_path, capsys):
@@ -90,11 +94,15 @@ def test_predict_in_every_format_skipping_unreadable_files(tiny, tmp_path, capsy
         assert f"wrote 2 {output_format} predictions; skipped 1 unreadable" in captured.out
         assert captured.err == (f"segrun: error: {images / 'broken_leftImg8bit.png'}: not readable as images, not "
                                 f"predicted; replace or remove them (the other 2 predictions are in {out})\n")
-        written = sorted(p.name for p in out.iterdir())
+        written = sorted(p.name for p in out.iterdir() if p.name != "legend.png")
         assert written == sorted(p.name for p in images.iterdir() if p.name != "broken_leftImg8bit.png")
+        assert (out / "legend.png").is_file() == (output_format == "color")
         prediction = cv2.imread(str(out / written[0]), cv2.IMREAD_UNCHANGED)
         if output_format == "color":
             assert prediction.shape == (64, 96, 3)
+            assert f"their colours' classes in {out / 'legend.png'}" in captured.out
+            key = cv2.imread(str(out / "legend.png"))
+            assert key.shape[0] == 19 * 16 and tuple(key[2 + 6, 4 + 6][::-1]) == (128, 64, 128)  # road's swatch
         elif output_format == "trainid":
             assert prediction.shape == (64, 96) and prediction.max() < 19
         else:

@@ -13,6 +13,9 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                              "data.num_workers=4")
     parser.add_argument("--dry-run", action="store_true", help="print the stages, their resolved specs and which are done")
     parser.add_argument("--up-to", metavar="STAGE", help="run the stages through this one (a name or number) and stop")
+    parser.add_argument("--force", action="store_true", help="train every stage again, into new folders")
+    parser.add_argument("--smoke", action="store_true",
+                        help="try the chain small on this machine: each stage as `segrun SPEC --smoke` would run it")
     add_runs(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -21,7 +24,7 @@ def _chain(args: argparse.Namespace) -> None:
     from segrun.chain import run_chain
 
     run_chain(args.chain, args.runs, dry_run=args.dry_run, progress=not args.no_progress, overrides=args.overrides,
-              up_to=args.up_to)
+              up_to=args.up_to, smoke=args.smoke, force=args.force)
 
 
 CHAIN = Command(

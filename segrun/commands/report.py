@@ -37,8 +37,10 @@ def _report(args: argparse.Namespace) -> None:
         write_csv(results, args.csv)
         print(f"{args.csv}: {len(results)} runs")
     if args.plot:
-        write_plot(results, rows, args.plot)
+        without_curve = write_plot(results, rows, args.plot)
         print(f"{args.plot}: mIoU and training curves")
+        for folder in without_curve:
+            print(f"{folder}: no training-loss log (logs/csv/*/metrics.csv), so no curve in {args.plot}")
         if published is not None:
             study_plot = args.plot.with_name(f"{args.plot.stem}-study{args.plot.suffix}")
             write_study_plot(published, study_plot)

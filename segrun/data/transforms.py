@@ -52,3 +52,27 @@ def build_pipeline(steps, seed: int | None = None) -> A.Compose:
     generator, not the global ones: `seed` makes the draws repeatable (None: from OS entropy)."""
     transforms = [build_step(index, step.name, dict(step.params)) for index, step in enumerate(steps)]
     return A.Compose([*transforms, A.ToTensorV2()], seed=seed)
+
+
+def oversized_crop(steps, largest: tuple[int, int]) -> str | None:
+    """Where a pipeline's crop is larger than every image can be when it is cropped, given the
+    largest (height, width) of the images: the largest size each step can give (random scales at
+    their top, resizes as they resize) against each crop's height and width. One line, or None."""
+    height, width = largest
+    for index, step in enumerate(steps):
+        params = dict(step.params)
+        if step.name == "RandomScale":
+            limit = params.get("scale_limit", 0.1)
+            top = max(limit) if isinstance(limit, (list, tuple)) else abs(limit)
+            height, width = height * (1 + top), width * (1 + top)
+        elif step.name in ("SmallestMaxSize", "LongestMaxSize") and isinstance(params.get("max_size"), int):
+            side = min(height, width) if step.name == "SmallestMaxSize" else max(height, width)
+            height, width = height * params["max_size"] / side, width * params["max_size"] / side
+        elif step.name == "Resize":
+            height, width = params.get("height", height), params.get("width", width)
+        elif step.name in ("RandomCrop", "CenterCrop", "Crop") and "height" in params and "width" in params:
+            if params["height"] > height or params["width"] > width:
+                return (f"step {index} ({step.name} {params['height']}x{params['width']}) is larger than every "
+                        f"training image can be there (at most {round(height)}x{round(width)}): every crop is mostly "
+                        "padding, and training spends its time on it")
+    return None
