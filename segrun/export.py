@@ -11,6 +11,7 @@ import attrs
 import torch
 from torch import nn
 
+from segrun.atomic_write import write_atomically
 from segrun.errors import UserError
 from segrun.predictor import PredictionModule, load
 
@@ -38,6 +39,22 @@ def exported_program(prediction: PredictionModule) -> torch.export.ExportedProgr
                                    dynamic_shapes=({0: dynamic, 2: dynamic, 3: dynamic},))
 
 
+def name_dimensions(path: Path) -> None:
+    """Name the ONNX graph's free dimensions after what they are (batch, height, width) instead of
+    the exporter's symbols (s34, s14, ...), everywhere in the graph, as onnxruntime then shows them."""
+    import onnx
+
+    model = onnx.load(str(path))
+    images = model.graph.input[0].type.tensor_type.shape.dim
+    names = {images[axis].dim_param: name for axis, name in ((0, "batch"), (2, "height"), (3, "width"))
+             if images[axis].dim_param}
+    for value in (*model.graph.input, *model.graph.output, *model.graph.value_info):
+        for dimension in value.type.tensor_type.shape.dim:
+            if dimension.dim_param in names:
+                dimension.dim_param = names[dimension.dim_param]
+    write_atomically(path, model.SerializeToString())
+
+
 def export(source, out: Path, output_format: str = "onnx", spec=None, overrides=(), **options) -> Path:
     """Export what segrun.load(source, spec, overrides, **options) predicts to `out`. Sliding windows
     are left out (their number depends on the image size): the graph predicts whole images."""
@@ -60,6 +77,7 @@ def export(source, out: Path, output_format: str = "onnx", spec=None, overrides=
             raise UserError("--format onnx needs onnx and onnxscript: pip install -e \".[export]\"") from None
         torch.onnx.export(program, f=out, input_names=["images"], output_names=["labels", "scores"],
                           external_data=False, verbose=False)
+        name_dimensions(out)
     print(f"{out}: {predictor.spec.model.name} ({output_format}), images float32 [N, 3, H, W] 0-255 RGB in, "
           f"labels [N, H, W] and scores [N, {len(predictor.class_names)}, H, W] out")
     return out

@@ -11,7 +11,7 @@ from segrun.data import DATASETS
 from segrun.data.cityscapes import CityscapesLayout
 from segrun.data.cityscapes_labels import LABELS
 from segrun.data.image_io import write_image
-from segrun.data.preview import colour_labels
+from segrun.data.preview import LEGEND_ROW, colour_labels, legend
 from segrun.data.transforms import build_pipeline
 from segrun.errors import UserError
 from segrun.inference import LARGEST_WHOLE_IMAGE, predict, sliding_labels
@@ -132,7 +132,14 @@ def predict_files(run_or_checkpoint: Path, inputs, out: Path, output_format: str
         else:
             write_image(target, TRAIN_ID_TO_LABEL_ID[train_ids])
         written += 1
-    print(f"{out}: wrote {written} {output_format} predictions; skipped {len(skipped)} unreadable")
+    legend_note = ""
+    if output_format == "color":  # what the colours mean: every class of the model's dataset
+        key = out / "legend.png"
+        if written and not key.exists():
+            write_image(key, legend(range(dataset.num_classes), dataset.class_names, dataset.palette,
+                                    LEGEND_ROW * dataset.num_classes))
+            legend_note = f"; their colours' classes in {key}"
+    print(f"{out}: wrote {written} {output_format} predictions; skipped {len(skipped)} unreadable{legend_note}")
     if skipped:  # the others are written; the exit status still says that not every input was predicted
         names = ", ".join(str(path) for path in skipped[:3]) + (f" and {len(skipped) - 3} more" if len(skipped) > 3 else "")
         raise UserError(f"{names}: not readable as images, not predicted; replace or remove them (the other {written} "

@@ -13,48 +13,78 @@ from segrun.data.preview import colour_labels, viewable_image
 from segrun.models.base import ScaleFusingModel
 from segrun.models.mscale import TRAIN_LOW_SCALE
 
-SEPARATOR = 4  # white pixels between the panels of a strip
-
-
 def spread_indices(total: int, count: int) -> list[int]:
     """`count` indices spread evenly over range(total), first and last included (all when fewer)."""
     count = min(count, total)
     return [round(i * (total - 1) / max(count - 1, 1)) for i in range(max(count, 0))]
 
 
-def strip(panels: list[np.ndarray]) -> np.ndarray:
-    """uint8 RGB panels [H, W, 3] of one height side by side, white between them."""
-    gap = np.full((panels[0].shape[0], SEPARATOR, 3), 255, np.uint8)
-    return np.concatenate([part for panel in panels for part in (panel, gap)][:-1], axis=1)
+def _class_legend(figure, class_ids, class_names, palette) -> None:
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor=np.array(palette[c]) / 255, edgecolor="grey", label=class_names[c]) for c in class_ids]
+    if handles:
+        figure.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=8, frameon=False)
 
 
-def attention_colours(attention: np.ndarray) -> np.ndarray:
-    """uint8 RGB [H, W, 3] of attention in [0, 1] (viridis: dark blue 0, yellow 1)."""
-    from matplotlib import colormaps
+def examples_figure(image: np.ndarray, labels: np.ndarray, prediction: np.ndarray, class_names, palette):
+    """image | ground truth | prediction, titled, with a legend of the classes in either (ignored
+    pixels black)."""
+    from matplotlib.figure import Figure
 
-    return (colormaps["viridis"](attention)[..., :3] * 255).astype(np.uint8)
+    present = sorted({int(c) for c in np.unique(np.concatenate([labels.ravel(), prediction.ravel()]))
+                      if c < len(class_names)})
+    legend_rows = -(-len(present) // 7)
+    height = 3.0 * image.shape[0] / image.shape[1] * 1.1 + 0.4 + 0.25 * legend_rows
+    figure = Figure(figsize=(10, height))
+    for axes, panel, title in zip(figure.subplots(1, 3), (image, colour_labels(labels, palette),
+                                                          colour_labels(prediction, palette)),
+                                  ("image", "ground truth (black: ignored)", "prediction")):
+        axes.imshow(panel)
+        axes.set_title(title, fontsize=9)
+        axes.axis("off")
+    _class_legend(figure, present, class_names, palette)
+    figure.tight_layout(rect=(0, 0.25 * legend_rows / height + 0.02, 1, 1))
+    return figure
+
+
+def attention_figure(attention: list[np.ndarray], scales):
+    """The attention each scale gets (one panel per scale, lowest first), titled by scale, with a
+    colour bar from 0 to 1."""
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(3.2 * len(attention) + 0.8, 3.2 * attention[0].shape[0] / attention[0].shape[1] + 0.6))
+    panels = figure.subplots(1, len(attention), squeeze=False)[0]
+    for axes, weights, scale in zip(panels, attention, scales):
+        shown = axes.imshow(weights, vmin=0, vmax=1, cmap="viridis")
+        axes.set_title(f"attention on the {scale:g}x prediction", fontsize=9)
+        axes.axis("off")
+    figure.colorbar(shown, ax=list(panels), fraction=0.03, label="attention (the scales sum to 1)")
+    return figure
 
 
 def confusion_figure(confusion: np.ndarray, class_names):
-    """The confusion matrix with each row (a true class) divided by its pixel count, as a figure."""
+    """The confusion matrix of the classes in the ground truth or the predictions (the others would
+    be empty rows and columns), each row (a true class) divided by its pixel count, as a figure."""
     from matplotlib.figure import Figure
 
-    rows = confusion.sum(1, keepdims=True)
-    normalised = confusion / np.maximum(rows, 1)
-    size = max(6.0, 0.4 * len(class_names))
+    shown_classes = np.nonzero((confusion.sum(0) + confusion.sum(1)) > 0)[0]
+    confusion = confusion[np.ix_(shown_classes, shown_classes)]
+    names = [class_names[c] for c in shown_classes]
+    normalised = confusion / np.maximum(confusion.sum(1, keepdims=True), 1)
+    size = max(5.0, 0.55 * len(names) + 2)
     figure = Figure(figsize=(size, size))
     axes = figure.subplots()
     shown = axes.imshow(normalised, vmin=0, vmax=1, cmap="Blues")
-    ticks = range(len(class_names))
-    axes.set_xticks(ticks, class_names, rotation=90, fontsize=7)
-    axes.set_yticks(ticks, class_names, fontsize=7)
+    ticks = range(len(names))
+    axes.set_xticks(ticks, names, rotation=90, fontsize=8)
+    axes.set_yticks(ticks, names, fontsize=8)
     axes.set_xlabel("predicted")
     axes.set_ylabel("true (each row sums to 1)")
-    if len(class_names) <= 20:  # numbers stay legible
-        for true, predicted in zip(*np.nonzero(normalised >= 0.01)):
-            value = normalised[true, predicted]
-            axes.text(predicted, true, f"{value:.2f}", ha="center", va="center", fontsize=5,
-                      color="white" if value > 0.5 else "black")
+    for true, predicted in zip(*np.nonzero(normalised >= 0.01)):
+        value = normalised[true, predicted]
+        axes.text(predicted, true, f"{value:.2f}", ha="center", va="center", fontsize=7,
+                  color="white" if value > 0.5 else "black")
     figure.colorbar(shown, ax=axes, fraction=0.046)
     figure.tight_layout()
     return figure
@@ -99,10 +129,9 @@ class ValidationFigures(pl.Callback):
             for index, image, viewable, labels in self._chosen_samples(trainer):
                 batch = image.unsqueeze(0).to(task.device)
                 prediction = task.predict(model, batch).argmax(1)[0].byte().cpu().numpy()
-                board.add_image(f"val/examples/{index}", strip([viewable, colour_labels(labels, palette),
-                                                                colour_labels(prediction, palette)]), step,
-                                dataformats="HWC")
+                board.add_figure(f"val/examples/{index}", examples_figure(viewable, labels, prediction,
+                                                                          task.class_names, palette), step)
                 if isinstance(model, ScaleFusingModel):
                     attention = model.scale_attention(batch, self.attention_scales)
-                    board.add_image(f"val/attention/{index}", strip([attention_colours(a[0, 0].float().cpu().numpy())
-                                                                     for a in attention]), step, dataformats="HWC")
+                    board.add_figure(f"val/attention/{index}", attention_figure(
+                        [a[0, 0].float().cpu().numpy() for a in attention], self.attention_scales), step)

@@ -26,6 +26,9 @@ def test_the_onnx_model_agrees_with_segrun_load(tiny_spec, tmp_path):
 
     predictor = segrun.load(folder)
     session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    assert session.get_inputs()[0].shape == ["batch", 3, "height", "width"]
+    assert [output.shape for output in session.get_outputs()] == [["batch", "height", "width"],
+                                                                   ["batch", 19, "height", "width"]]
     image = read_rgb(next((tmp_path / "data" / "leftImg8bit" / "val").rglob("*.png")))
     odd = np.ascontiguousarray(np.concatenate([image, image[:37]])[:, :99])  # 101x99: not the exported size
     for picture in (image, odd):

@@ -16,7 +16,7 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
                              "segrun .ckpt) and this spec's model, dataset and protocol, its keys changed by KEY=VALUE")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--format", choices=["color", "trainid", "cityscapes"], default="color")
-    parser.add_argument("--scales", type=scales, help="comma-separated image scales (default: the run's [eval])")
+    parser.add_argument("--scales", type=scales, help="comma-separated image scales (default: the run's [test], else its [eval])")
     parser.add_argument("--flip", action="store_true", default=None, help="average with the flipped image")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar for large images")
 
