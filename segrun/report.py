@@ -257,7 +257,8 @@ def write_plot(results: list[RunResult], rows: list[dict], path: Path) -> list[P
             without_curve.append(result.folder.path)
     curves.set_xlabel("step")
     curves.set_ylabel("training loss")
-    curves.legend(fontsize=7)
+    if curves.lines:
+        curves.legend(fontsize=7)
     figure.tight_layout()
     write_figure(figure, path, dpi=100)
     pyplot.close(figure)

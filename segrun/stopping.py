@@ -23,6 +23,8 @@ import torch.distributed as dist
 from attrs import frozen
 from pytorch_lightning.trainer.states import TrainerFn
 
+from segrun.atomic_write import DiskFull
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 REQUEUE_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)  # "save and requeue yourself" under SLURM
 
@@ -201,12 +203,11 @@ class StopOnSignal(pl.Callback):
             _validate_again_on_resume(checkpoint)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        from segrun.task import (
-            NonFiniteLoss,  # (the task imports nothing of this module)
-        )
+        from segrun.task import NonFiniteLoss  # (the task imports nothing of this module)
 
         # After a non-finite loss the weights took a step without gradients: last.ckpt is the good state.
-        if isinstance(exception, (TrainingStopped, NonFiniteLoss)) or self._phase in ("outside", "step"):
+        # A full disk has no room for another checkpoint: the last one written stays whole.
+        if isinstance(exception, (TrainingStopped, NonFiniteLoss, DiskFull)) or self._phase in ("outside", "step"):
             return
         self._write(trainer)
 

@@ -1,8 +1,9 @@
-import contextlib
 import csv
 import json
 import os
+import shutil
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -161,22 +162,32 @@ def interrupt_writes(monkeypatch):
 
 
 @pytest.fixture
-def full_disk(monkeypatch):
-    """full_disk() -> a context in which Path.write_bytes writes half its data, then fails as a full
-    disk does (segrun writes every file through it, beside its final name)."""
-    real_write_bytes = Path.write_bytes
+def small_disk(tmp_path):
+    """A real filesystem of 64 MB (tmpfs) mounted at the returned folder; `.fill(room)` leaves only
+    `room` bytes of it free, so the next write that needs more fails as a full disk does (ENOSPC).
+    Skipped where tmpfs cannot be mounted (it needs root; .ci/run runs as root)."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(folder)], capture_output=True,
+                             text=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.strip()}")
 
-    def write_half_then_fail(self, data):
-        real_write_bytes(self, data[: len(data) // 2])
-        raise OSError("No space left on device")
+    class SmallDisk(type(folder)):
+        def fill(self, room: int = 0) -> None:
+            with open(self / ".filler", "ab") as filler:
+                while shutil.disk_usage(self).free > room:
+                    try:
+                        filler.write(b"\0" * min(65536, max(4096, shutil.disk_usage(self).free - room)))
+                        filler.flush()
+                    except OSError:
+                        break
 
-    @contextlib.contextmanager
-    def fill():
-        with monkeypatch.context() as patch:
-            patch.setattr(Path, "write_bytes", write_half_then_fail)
-            yield
+        def partial_files(self) -> list[str]:
+            return sorted(path.name for path in self.rglob("*.partial"))
 
-    return fill
+    yield SmallDisk(folder)
+    subprocess.run(["umount", "-l", str(folder)], capture_output=True)
 
 
 def validation_scores(folder) -> dict[int, float]:  # folder: a segrun.run_folder.RunFolder

@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+from segrun.atomic_write import DiskFull
+
 from benchmarks import write_results
 from segrun.cli import main
 
@@ -77,13 +79,14 @@ def test_bench_train_names_a_bad_recipe(capsys):
     assert "--recipes: recipe '33/contiguous/off': expected one of study, default" in capsys.readouterr().err
 
 
-def test_result_files_are_replaced_whole(tmp_path, full_disk):
-    json_path, md_path = tmp_path / "results" / "run.json", tmp_path / "results" / "run.md"
+def test_result_files_are_replaced_whole(small_disk):
+    json_path, md_path = small_disk / "results" / "run.json", small_disk / "results" / "run.md"
     write_results({"rows": [1]}, lambda result: f"rows: {result['rows']}\n", json_path, md_path)
     assert json.loads(json_path.read_text()) == {"rows": [1]} and md_path.read_text() == "rows: [1]\n"
-    with full_disk(), pytest.raises(OSError, match="No space left"):
-        write_results({"rows": [1, 2]}, lambda result: "", json_path, md_path)
-    assert json.loads(json_path.read_text()) == {"rows": [1]}
+    small_disk.fill(room=100)
+    with pytest.raises(DiskFull, match=r"run\.json: no space left on the disk to write it"):
+        write_results({"rows": list(range(10_000))}, lambda result: "", json_path, md_path)
+    assert json.loads(json_path.read_text()) == {"rows": [1]} and small_disk.partial_files() == []
 
 
 def test_bench_suite_tiny_on_cpu(tmp_path):

@@ -2,6 +2,8 @@
 import numpy as np
 import pytest
 
+from segrun.atomic_write import DiskFull
+
 from segrun.data import DATASETS
 from segrun.data.cityscapes import Cityscapes, prepare
 from segrun.data.cityscapes_labels import LABEL_ID_TO_TRAIN_ID, TRAIN_CLASS_NAMES
@@ -71,13 +73,15 @@ def test_prepare_resumes_after_an_interruption(tmp_path, interrupt_writes):
     assert prepare(tmp_path, progress=False) == 2
 
 
-def test_an_image_write_that_fails_midway_leaves_the_previous_image(tmp_path, full_disk):
-    path = tmp_path / "labels" / "a_labelTrainIds.png"
+def test_an_image_write_that_fails_on_a_full_disk_leaves_the_previous_image(small_disk):
+    path = small_disk / "labels" / "a_labelTrainIds.png"
     write_image(path, np.full((4, 6), 3, np.uint8))
-    with full_disk(), pytest.raises(OSError, match="No space left"):
-        write_image(path, np.full((4, 6), 7, np.uint8))
+    small_disk.fill(room=0)
+    noise = np.random.default_rng(0).integers(0, 19, (512, 512), dtype=np.uint8)  # no room for it
+    with pytest.raises(DiskFull, match="a_labelTrainIds.png: no space left on the disk"):
+        write_image(path, noise)
     assert np.array_equal(read_label(path), np.full((4, 6), 3, np.uint8))
-    assert [p.name for p in path.parent.glob("*.png")] == [path.name]
+    assert [p.name for p in path.parent.glob("*.png")] == [path.name] and small_disk.partial_files() == []
 
 
 def test_dataset_reads_images_and_train_ids(tmp_path):

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from segrun import build, lineage, runner, spec
+from segrun.atomic_write import DiskFull
 from segrun.cli import main
 from segrun.errors import UserError
 from segrun.losses.cross_entropy import CrossEntropy
@@ -160,27 +161,48 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny, tmp_
     assert not folder.finished
 
 
-def test_a_checkpoint_write_that_fails_midway_leaves_the_previous_checkpoint_whole(tiny, tmp_path, full_disk):
+def test_a_checkpoint_write_on_a_full_disk_leaves_the_previous_checkpoint_whole(tiny, small_disk):
     loaded = resolve(build.load_spec(tiny))
-    folder = runner.run_folder_for(loaded, tmp_path / "runs", init=None)
+    folder = runner.run_folder_for(loaded, small_disk / "runs", init=None)
     checkpoint_io = build.trainer(loaded, folder, progress=False).strategy.checkpoint_io
     assert isinstance(checkpoint_io, build.AtomicCheckpointIO)
     path = folder.checkpoints / "last.ckpt"
     checkpoint_io.save_checkpoint({"global_step": 1, "weights": torch.ones(1000)}, path)
     before = path.read_bytes()
-    with full_disk(), pytest.raises(OSError, match="No space left"):
-        checkpoint_io.save_checkpoint({"global_step": 2, "weights": torch.zeros(1000)}, path)
+    small_disk.fill(room=1000)
+    with pytest.raises(DiskFull, match=r"last\.ckpt: no space left on the disk to write it \(0\.\d MB needed"):
+        checkpoint_io.save_checkpoint({"global_step": 2, "weights": torch.zeros(100_000)}, path)
     assert path.read_bytes() == before
-    assert [p.name for p in folder.checkpoints.glob("*.ckpt")] == ["last.ckpt"]
+    assert [p.name for p in folder.checkpoints.iterdir()] == ["last.ckpt"]  # no temporary file left
 
 
-def test_a_spec_write_that_fails_midway_leaves_no_spec_and_the_next_run_writes_it(tiny, tmp_path, full_disk):
+def test_a_spec_write_on_a_full_disk_leaves_no_spec_and_the_next_run_writes_it(tiny, small_disk):
     loaded = resolve(spec.load(tiny))
-    with full_disk(), pytest.raises(UserError, match=r"cannot write the run folder tiny-\w+ there \(No space left"):
-        runner.run_folder_for(loaded, tmp_path / "runs", init=None)
-    (folder,) = (tmp_path / "runs").iterdir()
-    assert not (folder / "spec.toml").exists()
-    assert runner.run_folder_for(loaded, tmp_path / "runs", init=None).spec_file.read_text() == spec.dumps(loaded)
+    (small_disk / "runs").mkdir()
+    small_disk.fill(room=0)
+    with pytest.raises(UserError, match=r"no space left on the disk to write it"):
+        runner.run_folder_for(loaded, small_disk / "runs", init=None)
+    (small_disk / ".filler").unlink()
+    folders = list((small_disk / "runs").iterdir())
+    assert all(not (folder / "spec.toml").exists() for folder in folders) and small_disk.partial_files() == []
+    assert runner.run_folder_for(loaded, small_disk / "runs", init=None).spec_file.read_text() == spec.dumps(loaded)
+
+
+def test_training_on_a_disk_that_fills_up_stops_with_one_line_and_leaves_no_temporary_file(tiny, small_disk,
+                                                                                          monkeypatch, capsys):
+    """The disk fills (another process, say) just before the end of epoch 1's checkpoints."""
+    real_save = build.AtomicCheckpointIO.save_checkpoint
+
+    def fill_before_epoch_1(io, state, path, storage_options=None):
+        if state["epoch"] == 1:
+            small_disk.fill(room=0)
+        return real_save(io, state, path, storage_options)
+
+    monkeypatch.setattr(build.AtomicCheckpointIO, "save_checkpoint", fill_before_epoch_1)
+    assert main([str(tiny), "trainer.epochs=2", "--runs", str(small_disk / "runs"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "no space left on the disk to write it" in err and "Traceback" not in err
+    assert small_disk.partial_files() == []
 
 
 def test_two_process_ddp_counts_every_validation_image_once(tiny, tmp_path):
