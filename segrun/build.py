@@ -220,6 +220,53 @@ def datamodule(loaded: Spec):
     return SegmentationDataModule(loaded.data, loaded.eval, loaded.seed, loaded.test)
 
 
+class RunFolderCheckpoint(ModelCheckpoint):
+    """Lightning's ModelCheckpoint, its saved state naming its files relative to its folder. With
+    the absolute paths Lightning saves, a run folder moved or copied elsewhere resumes without its
+    best score (every next validation becomes "best") and, on the next best, removes the file the
+    state names, in the folder the run came from. Checkpoints of earlier versions (absolute paths)
+    are taken relative to the folder they name."""
+
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        here = Path(self.dirpath)
+
+        def relative(path):
+            if not path:
+                return path
+            try:
+                return str(Path(path).relative_to(here))
+            except ValueError:  # not one of this folder's files: kept as it is
+                return path
+
+        return {**state, "dirpath": ".", "best_model_path": relative(state["best_model_path"]),
+                "kth_best_model_path": relative(state["kth_best_model_path"]),
+                "last_model_path": relative(state["last_model_path"]),
+                "best_k_models": {relative(path): score for path, score in state["best_k_models"].items()}}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        saved_in, here = state_dict.get("dirpath"), Path(self.dirpath)
+
+        def here_too(path):
+            if not path:
+                return path
+            path = Path(path)
+            if not path.is_absolute():
+                return str(here / path)
+            if saved_in not in (None, "."):
+                try:
+                    return str(here / path.relative_to(saved_in))
+                except ValueError:
+                    pass
+            return str(path)
+
+        super().load_state_dict({
+            **state_dict, "dirpath": self.dirpath, "best_model_path": here_too(state_dict["best_model_path"]),
+            "kth_best_model_path": here_too(state_dict.get("kth_best_model_path", "")),
+            "last_model_path": here_too(state_dict.get("last_model_path", "")),
+            "best_k_models": {here_too(path): score for path, score in state_dict.get("best_k_models", {}).items()}})
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer, made atomic: each checkpoint is written beside its final name
     and renamed over it, so a crash or a full disk mid-write leaves the previous checkpoint whole.
@@ -262,10 +309,10 @@ def trainer(loaded: Spec, folder: RunFolder, progress: bool = True, callbacks=()
         *callbacks,
         ValidationFigures(loaded.eval.log_images, partial(viewable_dataset, loaded.data, "val"),
                           attention_scales=loaded.eval.model_scales),
-        ModelCheckpoint(dirpath=folder.checkpoints, filename="best-epoch={epoch:03d}", auto_insert_metric_name=False,
+        RunFolderCheckpoint(dirpath=folder.checkpoints, filename="best-epoch={epoch:03d}", auto_insert_metric_name=False,
                         monitor="val/mIoU", mode="max", save_top_k=1),
         # Its own callback: Lightning's save_last only rewrites last.ckpt when the best one changes.
-        ModelCheckpoint(dirpath=folder.checkpoints, filename="last", every_n_epochs=1, save_top_k=1,
+        RunFolderCheckpoint(dirpath=folder.checkpoints, filename="last", every_n_epochs=1, save_top_k=1,
                         enable_version_counter=False),
         StopOnSignal(folder.checkpoints / "interrupted.ckpt"),
         StepSeeds(loaded.seed),

@@ -200,3 +200,47 @@ def test_ddp_ranks_agree_on_the_step_to_stop_at_and_resume_bit_identical(tmp_pat
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     (expected,), (actual,) = (tmp_path / "whole").iterdir(), (tmp_path / "stopped").iterdir()
     assert_same_end(RunFolder(expected), RunFolder(actual))
+
+
+@pytest.mark.parametrize("how", ["moved", "copied"])
+def test_a_run_folder_moved_or_copied_elsewhere_resumes_there_to_the_same_end(how, uninterrupted, tmp_path,
+                                                                              signal_during, monkeypatch):
+    """Paths in a checkpoint are relative to its run folder: the best score and best file come along,
+    and nothing is written to (or removed from) the folder the run came from."""
+    import shutil
+
+    spec = tiny(tmp_path, "hrnet")
+    signal_during(signal.SIGTERM, step=5)  # epoch 1: epoch 0's best checkpoint is behind it
+    assert train(spec, tmp_path / "runs") == 128 + signal.SIGTERM
+    monkeypatch.undo()
+    (run,) = (tmp_path / "runs").iterdir()
+    elsewhere = tmp_path / "elsewhere" / "runs"
+    elsewhere.parent.mkdir()
+    (shutil.move if how == "moved" else shutil.copytree)(tmp_path / "runs", elsewhere)
+    original = {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} if how == "copied" else {}
+
+    assert train(spec, elsewhere) == 0
+    assert_same_end(uninterrupted["hrnet"], RunFolder(elsewhere / run.name))
+    assert {path: path.read_bytes() for path in run.rglob("*") if path.is_file()} == original
+
+
+def test_the_checkpoint_callback_restores_its_best_score_and_files_in_another_folder(tmp_path):
+    from segrun.build import RunFolderCheckpoint
+
+    first = RunFolderCheckpoint(dirpath=tmp_path / "a" / "checkpoints", monitor="val/mIoU", mode="max")
+    there = Path(first.dirpath)
+    first.best_model_path, first.best_model_score = str(there / "best-epoch=000.ckpt"), torch.tensor(0.5)
+    first.best_k_models = {first.best_model_path: torch.tensor(0.5)}
+    first.kth_best_model_path, first.last_model_path = first.best_model_path, str(there / "last.ckpt")
+    saved = first.state_dict()
+    assert saved["dirpath"] == "." and saved["best_model_path"] == "best-epoch=000.ckpt"
+
+    elsewhere = RunFolderCheckpoint(dirpath=tmp_path / "b" / "checkpoints", monitor="val/mIoU", mode="max")
+    here = Path(elsewhere.dirpath)
+    lightnings_own = {**saved, "dirpath": str(there), "best_model_path": first.best_model_path,
+                      "best_k_models": {first.best_model_path: torch.tensor(0.5)}}
+    for state in (saved, lightnings_own):  # written by segrun, or by an earlier version with absolute paths
+        elsewhere.load_state_dict(state)
+        assert elsewhere.best_model_score == torch.tensor(0.5)
+        assert elsewhere.best_model_path == str(here / "best-epoch=000.ckpt")
+        assert list(elsewhere.best_k_models) == [str(here / "best-epoch=000.ckpt")]
