@@ -2,11 +2,15 @@
 which of its checkpoints a command starts from."""
 import hashlib
 import json
+import os
+import socket
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 from attrs import frozen
+from filelock import FileLock, Timeout
 
 from segrun.atomic_write import write_atomically
 from segrun.errors import UserError
@@ -197,3 +201,39 @@ def run_folder_for(spec: Spec, runs_dir: Path, init: InitCheckpoint | None, forc
         raise UserError(f"{runs_dir}: cannot write the run folder {path.name} there ({error.strerror or error}); "
                         "pass --runs a writable folder (or set SEGRUN_RUNS)") from None
     return folder
+
+
+def global_zero() -> bool:
+    """Whether this process is the first of a run's processes, from the environment the launchers
+    set (Lightning's LOCAL_RANK and NODE_RANK for the processes it starts, torchrun's RANK, SLURM's
+    SLURM_PROCID); a process none of them names is the first."""
+    return all(os.environ.get(name, "0") == "0" for name in ("RANK", "SLURM_PROCID", "LOCAL_RANK", "NODE_RANK"))
+
+
+@contextmanager
+def sole_writer(folder: RunFolder):
+    """Hold the run folder's lock while this process trains in it: a second start of the same run
+    is refused with one line naming the holder. The lock is the operating system's (flock), so it
+    dies with its process: a killed run never blocks the next start. Only the first of a run's
+    processes (global_zero) takes it; the others train with it."""
+    if not global_zero():
+        yield
+        return
+    lock = FileLock(folder.path / ".lock")
+    holder = folder.path / ".lock.holder"
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        try:
+            said = json.loads(holder.read_text())
+            who = f"process {said['pid']} on {said['host']}, since {said['since']}"
+        except (OSError, ValueError, KeyError):
+            who = "another process"
+        raise UserError(f"{folder.path}: {who} is training this run; wait for it to end, or stop it (it resumes "
+                        "with the same command)") from None
+    try:
+        write_atomically(holder, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                             "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
+        yield
+    finally:
+        lock.release()

@@ -19,7 +19,14 @@ from segrun.inference import describe_prediction
 from segrun.metrics import format_iou_table
 from segrun.models.weights import check_training_checkpoint
 from segrun.resolve import check_devices, describe, resolve
-from segrun.run_folder import InitCheckpoint, RunFolder, init_checkpoint, planned_run_folder, run_folder_for
+from segrun.run_folder import (
+    InitCheckpoint,
+    RunFolder,
+    init_checkpoint,
+    planned_run_folder,
+    run_folder_for,
+    sole_writer,
+)
 from segrun.spec import Spec, spec_hash
 from segrun.spec.loader import to_table
 from segrun.stopping import Stop, StopOnSignal, TrainingStopped, requeue
@@ -54,18 +61,19 @@ def train(spec: Spec, runs_dir: Path, force: bool = False, progress: bool = True
         print(f"segrun: warning: data.train_pipeline {oversized}; lower the crop, or use images of the size the "
               "spec is for", file=sys.stderr)
     folder = run_folder_for(spec, runs_dir, init, force)
-    trainer = build.trainer(spec, folder, progress)
-    train_seconds = _fit(trainer, task, datamodule, folder)
-    best = trainer.checkpoint_callback.best_model_path or None
-    if best is None:  # no validation ran while fitting (trainer.max_steps before the first, eval.every_n_epochs)
-        best = str(folder.checkpoints / "last.ckpt")
-        trainer.save_checkpoint(best)
-        print(f"no validation ran while training ({trainer.global_step} steps); the final weights are validated, "
-              "saved as checkpoints/last.ckpt")
-    validation_seconds, test = _evaluate(spec, trainer, task, datamodule, folder, best)
-    if trainer.is_global_zero:
-        _write_metrics(spec, folder, task, trainer, best, init, train_seconds, validation_seconds,
-                       len(datamodule.val_set), test)
+    with sole_writer(folder):
+        trainer = build.trainer(spec, folder, progress)
+        train_seconds = _fit(trainer, task, datamodule, folder)
+        best = trainer.checkpoint_callback.best_model_path or None
+        if best is None:  # no validation ran while fitting (trainer.max_steps before the first, eval.every_n_epochs)
+            best = str(folder.checkpoints / "last.ckpt")
+            trainer.save_checkpoint(best)
+            print(f"no validation ran while training ({trainer.global_step} steps); the final weights are validated, "
+                  "saved as checkpoints/last.ckpt")
+        validation_seconds, test = _evaluate(spec, trainer, task, datamodule, folder, best)
+        if trainer.is_global_zero:
+            _write_metrics(spec, folder, task, trainer, best, init, train_seconds, validation_seconds,
+                           len(datamodule.val_set), test)
     return folder
 
 

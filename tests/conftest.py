@@ -100,7 +100,7 @@ def tiny_spec(tmp_path):
 @pytest.fixture
 def signal_during(monkeypatch):
     """signal_during(signum, step=N): this process receives `signum` (`times` times) from inside
-    training step N, as from Ctrl-C or a scheduler; validation_after_epoch=E: from inside the first
+    training step N (step="first": the first step this process trains), as from Ctrl-C or a scheduler; validation_after_epoch=E: from inside the first
     validation step after epoch E; final_validation=True: from inside the validation after training;
     checkpoint="last.ckpt": while that file is first written. Once."""
     from segrun.build import AtomicCheckpointIO
@@ -117,7 +117,7 @@ def signal_during(monkeypatch):
                     os.kill(os.getpid(), signum)
 
         def training_step(task, batch, index, real=SegmentationTask.training_step):
-            if task.global_step == step:
+            if task.global_step == step or step == "first":
                 send()
             return real(task, batch, index)
 

@@ -244,3 +244,26 @@ def test_the_checkpoint_callback_restores_its_best_score_and_files_in_another_fo
         assert elsewhere.best_model_score == torch.tensor(0.5)
         assert elsewhere.best_model_path == str(here / "best-epoch=000.ckpt")
         assert list(elsewhere.best_k_models) == [str(here / "best-epoch=000.ckpt")]
+
+
+def test_one_run_folder_has_one_writer_and_a_killed_one_never_blocks_the_next(tmp_path, signal_during, capsys):
+    import socket
+
+    spec = tiny(tmp_path, "hrnet")
+    spec.write_text(spec.read_text().replace("epochs = 2", "epochs = 50"))
+    runs = tmp_path / "runs"
+    first = subprocess.Popen([sys.executable, "-m", "segrun", str(spec), "--runs", str(runs), "--no-progress"],
+                             cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for("*/checkpoints/last.ckpt", runs, first)  # training, and holding the folder
+        assert train(spec, runs) == 2
+        (line,) = capsys.readouterr().err.strip().splitlines()
+        (run,) = runs.iterdir()
+        assert line.startswith(f"segrun: error: {run}: process {first.pid} on {socket.gethostname()}, since ")
+        assert line.endswith("is training this run; wait for it to end, or stop it (it resumes with the same command)")
+    finally:
+        first.kill()
+        first.wait()
+    signal_during(signal.SIGINT, step="first")  # the next start trains (and is stopped after a step)
+    assert train(spec, runs) == 130
+    assert f"{run}: stopped at step " in capsys.readouterr().err
