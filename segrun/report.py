@@ -5,6 +5,7 @@ import glob
 import io
 import json
 import statistics
+import sys
 from pathlib import Path
 
 import attrs
@@ -26,6 +27,12 @@ class RunResult:
     spec: Spec
     metrics: dict
     parameters: int
+
+    @property
+    def edited(self) -> bool:
+        """Whether spec.toml is not what trained: its hash is not metrics.json's spec_hash."""
+        recorded = self.metrics.get("spec_hash")
+        return recorded is not None and recorded != spec_hash(self.spec)
 
     @property
     def setting(self) -> str:
@@ -53,11 +60,25 @@ def _parameters(spec: Spec, cache: dict) -> int:
 
 
 def load_results(patterns) -> list[RunResult]:
+    """The finished runs of `patterns`. A run whose spec.toml or metrics.json does not read is named
+    in one line and left out; one whose spec.toml is not what trained (see RunResult.edited) is
+    named in one line and kept, as its spec.toml says."""
     cache: dict = {}
     results = []
     for folder in find_runs(patterns):
-        spec = build.read_run_spec(folder)
-        results.append(RunResult(folder, spec, json.loads(folder.metrics_file.read_text()), _parameters(spec, cache)))
+        try:
+            spec, metrics = build.read_run_spec(folder), folder.read_metrics()
+        except UserError as error:
+            print(f"segrun: warning: {error}; left out of the report", file=sys.stderr)
+            continue
+        result = RunResult(folder, spec, metrics, _parameters(spec, cache))
+        if result.edited:
+            print(f"segrun: warning: {folder.spec_file}: not the spec that trained (its hash {spec_hash(spec)}, "
+                  f"metrics.json's {metrics['spec_hash']}); shown as it says now, and never as a reproduction",
+                  file=sys.stderr)
+        results.append(result)
+    if not results:
+        raise UserError(f"no run left to report in {', '.join(map(str, patterns))} (see the lines above)")
     return results
 
 
@@ -162,7 +183,8 @@ def study_rows(manifest: Path, results: list[RunResult]) -> list[dict]:
         for result in results:
             if result.spec.name != target.name:
                 continue
-            keys = differences(result.spec, target, REPRODUCTION_IGNORES) + (_lineage(result, stages) if stages else [])
+            keys = (["spec.toml (edited after training)"] if result.edited else []) + differences(
+                result.spec, target, REPRODUCTION_IGNORES) + (_lineage(result, stages) if stages else [])
             score = _test_score(result, options)
             if keys:
                 differing.append((result.folder.path, keys))

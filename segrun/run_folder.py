@@ -72,6 +72,25 @@ class RunFolder:
             return ResumePoint(path, epoch, step, tuple(moved))
         return ResumePoint(None, 0, 0, tuple(moved))
 
+    def read_metrics(self) -> dict:
+        """metrics.json, or a UserError naming it when it is not JSON (truncated by a full disk or a
+        copy cut short, edited by hand)."""
+        try:
+            return json.loads(self.metrics_file.read_text())
+        except (OSError, ValueError) as error:
+            raise UserError(f"{self.metrics_file}: not readable as JSON ({type(error).__name__}: "
+                            f"{str(error)[:80]})") from None
+
+    def set_unreadable_metrics_aside(self) -> str | None:
+        """If metrics.json does not read, move it aside (see _move_aside) and say so in one line; the
+        run is then evaluated again. None when it reads."""
+        try:
+            self.read_metrics()
+            return None
+        except UserError as error:
+            moved = _move_aside(self.metrics_file)
+            return f"{error}; moved aside as {moved.name}, and the trained run is evaluated again"
+
     def write_metrics(self, metrics: dict) -> None:
         write_atomically(self.metrics_file, (json.dumps(metrics, indent=2) + "\n").encode())
 

@@ -47,6 +47,8 @@ def train(spec: Spec, runs_dir: Path, force: bool = False, progress: bool = True
     spec = resolved
     init = init or init_checkpoint(spec)
     planned = planned_run_folder(spec, runs_dir, init)
+    if planned.finished and not force and (said := planned.set_unreadable_metrics_aside()):
+        print(said)
     if planned.finished and not force:
         print(f"{planned.path} already holds this finished run (metrics.json); use --force to train it again in a new "
               "folder")

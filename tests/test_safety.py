@@ -1,5 +1,6 @@
 """Faults injected on purpose: broken checkpoints, broken data, bad arguments, Ctrl-C. Each case
 ends in one line and a known exit status, and no file of the run is lost or replaced."""
+import json
 import signal
 
 import pytest
@@ -406,3 +407,34 @@ def test_an_image_too_large_to_predict_whole_names_the_sliding_option():
     with pytest.raises(UserError, match=r"a 2049x2048 image is larger than segrun predicts whole .* segrun eval "
                                         r"--sliding 1024x1024, or eval.sliding / test.sliding in the spec$"):
         predict(model, torch.zeros(1, 3, 2049, 2048))
+
+
+def test_a_truncated_metrics_json_is_named_by_report_and_a_rerun_evaluates_again(tiny, tmp_path, capsys):
+    assert train(tiny, tmp_path / "runs") == 0
+    assert train(tiny, tmp_path / "other", "seed=1") == 0
+    folder, other = run_folder(tiny, tmp_path / "runs"), next((tmp_path / "other").iterdir())
+    whole = folder.metrics_file.read_bytes()
+    folder.metrics_file.write_bytes(whole[: len(whole) // 2])  # a copy cut short
+    capsys.readouterr()
+
+    assert main(["report", str(folder.path), str(other)]) == 0
+    captured = capsys.readouterr()
+    (warning,) = captured.err.strip().splitlines()
+    assert warning.startswith(f"segrun: warning: {folder.metrics_file}: not readable as JSON (JSONDecodeError: ")
+    assert warning.endswith("; left out of the report") and "tiny " in captured.out  # the other run is there
+
+    assert train(tiny, tmp_path / "runs") == 0  # no --force needed
+    out = capsys.readouterr().out
+    assert f"{folder.metrics_file}: not readable as JSON" in out and "the trained run is evaluated again" in out
+    assert json.loads(folder.metrics_file.read_text())["mIoU"] == json.loads(whole)["mIoU"]
+    assert [p.name.split(".unreadable-")[0] for p in folder.path.glob("metrics.json.unreadable-*")] == ["metrics.json"]
+
+
+def test_report_names_a_spec_toml_edited_after_training(tiny, tmp_path, capsys):
+    assert train(tiny, tmp_path / "runs") == 0
+    folder = run_folder(tiny, tmp_path / "runs")
+    folder.spec_file.write_text(folder.spec_file.read_text().replace("lr = 0.003", "lr = 0.03"))
+    capsys.readouterr()
+    assert main(["report", str(folder.path)]) == 0
+    (warning,) = capsys.readouterr().err.strip().splitlines()
+    assert warning.startswith(f"segrun: warning: {folder.spec_file}: not the spec that trained (its hash ")
