@@ -1,5 +1,8 @@
 """Errors caused by what a user wrote or pointed at. The CLI prints them as one line and exits 2."""
 import difflib
+import errno
+import os
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -29,3 +32,19 @@ def did_you_mean(word, choices) -> str:
     """'; did you mean X?' for the closest choice, or '' when nothing is close."""
     match = closest(word, choices)
     return f"; did you mean {match}?" if match else ""
+
+
+def why_not_there(path, what: str = "file") -> str:
+    """Why `path` cannot be opened, in a few words: a symbolic link that loops, a link to something
+    that is not there, or no such `what`."""
+    path = Path(path)
+    if path.is_symlink():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:  # Python before 3.13 says a loop so
+            return "a symbolic link that loops back on itself"
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                return "a symbolic link that loops back on itself"
+            return f"a symbolic link to {os.readlink(path)}, which is not there"
+    return f"no such {what}"

@@ -9,12 +9,13 @@ import pytorch_lightning as pl
 from segrun import build, quiet
 from segrun.atomic_write import write_atomically
 from segrun.data.datamodule import ensure_dataset
-from segrun.errors import UserError
+from segrun.errors import UserError, why_not_there
 from segrun.inference import describe_prediction
 from segrun.metrics import format_iou_table
 from segrun.models.weights import load_run_checkpoint, load_trained
 from segrun.progress import ProgressBar
-from segrun.resolve import eval_precision
+from segrun.published import published_checkpoint
+from segrun.resolve import eval_precision, training_device
 from segrun.run_folder import locate
 from segrun.spec import Spec
 from segrun.spec.loader import to_table
@@ -50,15 +51,22 @@ def evaluate_weights(weights: Path, spec_file: Path, overrides: Sequence[str] = 
         raise UserError(f"{weights}: --spec evaluates a weights file, not a folder; a run folder brings its own spec, "
                         "evaluate it without --spec")
     if not weights.is_file():
-        raise UserError(f"{weights}: no such weights file")
+        raise UserError(f"{weights}: {why_not_there(weights, 'weights file')}")
     eval_file = _unused(out or Path(f"{weights.stem}.eval.json"))
     spec = build.load_spec(spec_file, overrides)
 
     def load(task: SegmentationTask) -> None:
         print(load_trained(task.model, weights))
 
-    return _score(spec, load, eval_file, progress, options,
-                  {"checkpoint": str(weights), "spec": str(spec_file), "overrides": list(overrides)})
+    released = published_checkpoint(weights, spec_file)
+    source = {"checkpoint": str(weights), "spec": str(spec_file), "overrides": list(overrides)}
+    if released is not None:
+        source["published"] = {"mIoU": released.published, "source": released.source}
+    result = _score(spec, load, eval_file, progress, options, source)
+    if released is not None:
+        print(f"published for {weights.name}: {released.published:.2f} ({released.source}); this evaluation: "
+              f"{100 * result['mIoU']:.2f} ({100 * result['mIoU'] - released.published:+.2f})")
+    return result
 
 
 def _score(spec: Spec, load: Callable[[SegmentationTask], None], eval_file: Path, progress: bool, options: dict,
@@ -73,7 +81,8 @@ def _score(spec: Spec, load: Callable[[SegmentationTask], None], eval_file: Path
     load(task)  # before the data: a file that does not load is said at once
     ensure_dataset(spec.data, progress)  # as training would: a spec's [data.synthetic] written where missing
     quiet.install()
-    trainer = pl.Trainer(accelerator=spec.trainer.accelerator, devices=1, precision=eval_precision(spec.trainer),
+    # on the GPU where there is one (a spec's "gpu" on a machine without one evaluates on the CPU)
+    trainer = pl.Trainer(accelerator=training_device(spec.trainer), devices=1, precision=eval_precision(spec.trainer),
                          logger=False, enable_checkpointing=False, enable_progress_bar=progress,
                          callbacks=[ProgressBar()] if progress else [], enable_model_summary=False)
     datamodule = build.datamodule(spec)

@@ -1,6 +1,7 @@
 """`segrun predict`: a trained run's predictions for image files (or a weights file's, with a spec),
 as colour overlays, trainId PNGs, or Cityscapes submission PNGs (official labelIds, named like the
 input image)."""
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from segrun.data.cityscapes_labels import LABELS
 from segrun.data.image_io import write_image
 from segrun.data.preview import LEGEND_ROW, colour_labels, legend
 from segrun.data.transforms import build_pipeline
-from segrun.errors import UserError
+from segrun.errors import UserError, why_not_there
 from segrun.inference import LARGEST_WHOLE_IMAGE, predict, sliding_labels
 from segrun.models.weights import load_run_checkpoint, load_trained
 from segrun.run_folder import RunFolder, locate
@@ -36,14 +37,28 @@ TRAIN_ID_TO_LABEL_ID = _train_id_to_label_id()
 
 
 def list_inputs(inputs) -> list[tuple[Path, Path]]:
-    """(image, output name relative to --out): folders are searched recursively and keep their layout."""
+    """(image, output name relative to --out, a .png): folders are searched recursively and keep
+    their layout. Inputs that would share an output (b.png and b.jpg) keep their suffix in its name
+    (b.png.png, b.jpg.png), so no prediction replaces another."""
     files = []
     for path in inputs:
         if path.is_dir():
             files += [(f, f.relative_to(path)) for f in sorted(path.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES]
         else:
             files.append((path, Path(path.name)))
-    return files
+    outputs = Counter(name.with_suffix(".png") for _, name in files)
+    return [(image, name.with_name(name.name + ".png") if outputs[name.with_suffix(".png")] > 1 else
+             name.with_suffix(".png")) for image, name in files]
+
+
+def check_out_folder(out: Path, inputs) -> None:
+    """--out must not be, or lie inside, a folder of the inputs: predictions would be written among
+    them, and one named as an input (b.png) would replace it."""
+    for path in inputs:
+        folder = (path if path.is_dir() else path.parent).resolve()
+        if out.resolve() == folder or folder in out.resolve().parents:
+            raise UserError(f"--out {out}: inside the inputs' folder {folder}, where predictions would be written among "
+                            "them and could replace them; choose a folder outside it")
 
 
 def _large_image_labels(model, image: np.ndarray, image_path: Path, normalise, window, scales, flip: bool, device,
@@ -74,7 +89,7 @@ def _trained_task(run_or_weights: Path, spec_file: Path | None, overrides):
     segrun.models.weights reads, with that spec's model and protocol (as `segrun eval --spec`)."""
     if spec_file is not None:
         if not run_or_weights.is_file():
-            raise UserError(f"{run_or_weights}: no such weights file (with --spec, predict takes a weights file; a run "
+            raise UserError(f"{run_or_weights}: {why_not_there(run_or_weights, 'weights file')} (with --spec, predict takes a weights file; a run "
                             "folder brings its own spec)")
         spec = build.load_spec(spec_file, overrides)
         task = build.task(spec, load_weights=False)
@@ -98,6 +113,7 @@ def predict_files(run_or_checkpoint: Path, inputs, out: Path, output_format: str
     with that spec. Images above LARGEST_WHOLE_IMAGE pixels go through `_large_image_labels`."""
     import cv2
 
+    check_out_folder(out, inputs)
     spec, task, source = _trained_task(run_or_checkpoint, spec_file, overrides)
     dataset = DATASETS[spec.data.dataset]
     if output_format == "cityscapes" and not issubclass(dataset, CityscapesLayout):
@@ -124,7 +140,7 @@ def predict_files(run_or_checkpoint: Path, inputs, out: Path, output_format: str
             else:
                 train_ids = _large_image_labels(model, image, image_path, normalise, options.sliding, scales, flip,
                                                  device, progress)
-        target = out / name.with_suffix(".png")
+        target = out / name
         if output_format == "color":
             write_image(target, cv2.addWeighted(image, 0.5, colour_labels(train_ids, dataset.palette), 0.5, 0))
         elif output_format == "trainid":

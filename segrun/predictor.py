@@ -11,7 +11,7 @@ from segrun import build
 from segrun.data import DATASETS
 from segrun.data.image_io import read_rgb
 from segrun.data.transforms import build_pipeline
-from segrun.errors import UserError
+from segrun.errors import UserError, why_not_there
 from segrun.models.weights import load_trained
 from segrun.run_folder import RunFolder, locate
 from segrun.spec import PredictionSpec, Spec
@@ -116,7 +116,7 @@ def load(source, spec=None, overrides=(), device=None, **options) -> Predictor:
         loaded = build.read_run_spec(folder)
     else:
         if not source.is_file():
-            raise UserError(f"{source}: no such weights file (with spec=, load takes a weights file)")
+            raise UserError(f"{source}: {why_not_there(source, 'weights file')} (with spec=, load takes a weights file)")
         loaded, weights = build.load_spec(spec, overrides), source
     model = build.model(loaded)
     load_trained(model, weights)

@@ -13,7 +13,7 @@ from attrs import frozen
 from filelock import FileLock, Timeout
 
 from segrun.atomic_write import write_atomically
-from segrun.errors import UserError
+from segrun.errors import UserError, why_not_there
 from segrun.lineage import file_sha256
 from segrun.spec import Spec, dumps, spec_hash
 
@@ -157,7 +157,7 @@ def init_checkpoint(spec: Spec) -> InitCheckpoint | None:
     elif path.is_file():
         checkpoint = path
     else:
-        raise UserError(f"init: no such checkpoint {path}")
+        raise UserError(f"init: {path}: {why_not_there(path, 'checkpoint')}")
     return InitCheckpoint(checkpoint, file_sha256(checkpoint))
 
 
@@ -172,7 +172,7 @@ def locate(run_or_checkpoint: Path) -> tuple[RunFolder, Path]:
         checkpoint = run_or_checkpoint
         folder = RunFolder(checkpoint.resolve().parent.parent)
     else:
-        raise UserError(f"{run_or_checkpoint}: no such run folder or checkpoint")
+        raise UserError(f"{run_or_checkpoint}: {why_not_there(run_or_checkpoint, 'run folder or checkpoint')}")
     if not folder.spec_file.is_file():
         raise UserError(f"{folder.spec_file}: missing; segrun eval needs the run folder the checkpoint was trained in, "
                         "or --spec SPEC to evaluate a weights file with that spec's model and dataset")

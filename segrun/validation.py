@@ -7,7 +7,7 @@ import torch
 from segrun import build
 from segrun.chain import load_chain, stage_spec
 from segrun.data import DATASETS, resolve_root
-from segrun.errors import UserError
+from segrun.errors import UserError, why_not_there
 from segrun.models.weights import describe_start
 from segrun.published import is_chain
 from segrun.resolve import check_devices
@@ -45,7 +45,7 @@ def _validate(path: str, loaded: Spec, read_data: bool, progress: bool) -> Itera
     check_devices(loaded.trainer, path)
     for key, file in (("model.pretrained", loaded.model.pretrained), ("init", loaded.init)):
         if file and not Path(file).exists():
-            raise UserError(f"{path}: {key}: no such file {file}")
+            raise UserError(f"{path}: {key}: {file}: {why_not_there(file)}")
     yield from _starting_weights(loaded)
     root = resolve_root(loaded.data.root)
     if loaded.data.synthetic is not None and not root.exists():

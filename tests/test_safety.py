@@ -1,6 +1,7 @@
 """Faults injected on purpose: broken checkpoints, broken data, bad arguments, Ctrl-C. Each case
 ends in one line and a known exit status, and no file of the run is lost or replaced."""
 import json
+import os
 import signal
 
 import pytest
@@ -167,19 +168,33 @@ def trained(tmp_path_factory):
     return spec_file, run_folder(spec_file, root / "runs")
 
 
+class CallsTheShell:
+    def __reduce__(self):
+        return os.system, ("echo this never runs",)
+
+
 def bad_checkpoints(folder) -> dict:
-    """A random file, a pickle weights_only refuses, and another model's checkpoint, inside the run folder."""
-    files = {"random": folder.checkpoints / "random.ckpt", "refused": folder.checkpoints / "refused.ckpt",
-             "other model": folder.checkpoints / "other.ckpt"}
+    """Inside the run folder: a random file, a checkpoint cut short, pickles weights_only refuses (an
+    object, a call into the shell), another model's checkpoint, and a symbolic link to itself."""
+    names = {"random": "random.ckpt", "truncated": "truncated.ckpt", "refused": "refused.ckpt", "code": "code.ckpt",
+             "other model": "other.ckpt", "loop": "loop.ckpt"}
+    files = {kind: folder.checkpoints / name for kind, name in names.items()}
     files["random"].write_bytes(bytes(range(256)) * 8)
+    best = folder.best_checkpoint().read_bytes()
+    files["truncated"].write_bytes(best[: len(best) // 2])
     torch.save({"state_dict": {"model.weight": torch.ones(1)}, "object": NotATensor()}, files["refused"])
+    torch.save({"state_dict": {"model.weight": torch.ones(1)}, "hyper": CallsTheShell()}, files["code"])
     torch.save({"state_dict": {"model.conv.weight": torch.ones(3, 3)}}, files["other model"])
+    files["loop"].symlink_to(files["loop"].name)
     return files
 
 
 EXPECTED = {"random": "not a readable PyTorch checkpoint: truncated, damaged, or not written by torch.save",
-            "refused": "holds pickled Python objects besides tensors, which segrun does not load",
-            "other model": "does not fit this run's model (missing: "}
+            "truncated": "not a readable PyTorch checkpoint: truncated, damaged, or not written by torch.save",
+            "refused": "holds pickled Python objects besides tensors (",
+            "code": "holds pickled code (a call to ",
+            "other model": "does not fit this run's model (missing: ",
+            "loop": "a symbolic link that loops back on itself"}
 
 
 @pytest.mark.parametrize("command", ["eval", "predict"])
@@ -200,6 +215,20 @@ def test_a_bad_checkpoint_argument_is_one_line_and_exit_2(trained, command, tmp_
     finally:
         for path in files.values():
             path.unlink()
+
+
+def test_a_checkpoint_holding_numpy_scalars_evaluates(trained, tmp_path):
+    """(A training snapshot's score as numpy keeps it: NVIDIA's mean_iu, HRNet-Seg's best_mIoU.)"""
+    import numpy as np
+
+    _, folder = trained
+    snapshot_file = folder.checkpoints / "numpy.ckpt"
+    state = torch.load(folder.best_checkpoint(), weights_only=True)
+    torch.save({**state, "best_mIoU": np.float64(0.5)}, snapshot_file)
+    try:
+        assert main(["eval", str(snapshot_file), "--out", str(tmp_path / "eval.json"), "--no-progress"]) == 0
+    finally:
+        snapshot_file.unlink()
 
 
 def test_runs_that_is_a_file_or_cannot_be_written_is_one_line_and_exit_2(tiny, tmp_path, monkeypatch, capsys):

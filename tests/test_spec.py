@@ -175,6 +175,20 @@ def test_errors_name_file_key_and_fix(write_spec, body, overrides, message, mini
     assert "\n" not in str(error.value)
 
 
+def test_absurd_documents_are_one_line(write_spec, minimal_spec):
+    """A spec nested 100,000 arrays deep (tomllib recurses per level) and a 10 MB name."""
+    deep = minimal_spec + "[model]\nz = " + "[" * 100_000 + "]" * 100_000 + "\n"
+    with pytest.raises(SpecError, match=r"spec\.toml: invalid TOML: arrays or tables nested too deeply to read"):
+        build.load_spec(write_spec(deep))
+    with pytest.raises(SpecError, match=r"override 'model\.z=\[{60}.*\.\.\. \(100,008 characters\): nested too deeply"):
+        build.load_spec(write_spec(minimal_spec), ["model.z=" + "[" * 100_000])
+    long = minimal_spec.replace('name = "tiny"', 'name = "' + "a" * 10_000_000 + '"')
+    with pytest.raises(SpecError, match=r"name: expected at most 200 characters \(it names the run folder, and file "
+                                        r"systems allow 255\), got 10,000,000") as error:
+        build.load_spec(write_spec(long))
+    assert len(str(error.value)) < 300
+
+
 def test_missing_required_key(write_spec):
     with pytest.raises(SpecError, match=r"spec\.toml: data: missing required key \(a table\)"):
         build.load_spec(write_spec('name = "x"\n'))

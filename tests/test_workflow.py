@@ -249,3 +249,25 @@ class _ListOutput(torch.nn.Module):
 
     def forward(self, images):
         return [self.module(images)]
+
+
+def test_predict_never_writes_among_its_inputs_nor_one_prediction_over_another(tiny, tmp_path, capsys):
+    assert main([str(tiny), "--runs", str(tmp_path / "runs"), "--no-progress"]) == 0
+    (run,) = (tmp_path / "runs").glob("tiny-*")
+    images = tmp_path / "images"
+    images.mkdir()
+    source = sorted((tmp_path / "data" / "leftImg8bit" / "val").rglob("*.png"))[0]
+    (images / "b.png").write_bytes(source.read_bytes())
+    cv2.imwrite(str(images / "b.jpg"), cv2.imread(str(source)))
+    before = {path.name: path.read_bytes() for path in images.iterdir()}
+    capsys.readouterr()
+    for out in (images, images / "predictions"):
+        assert main(["predict", str(run), str(images), "--out", str(out), "--format", "trainid"]) == 2
+        assert capsys.readouterr().err == (f"segrun: error: --out {out}: inside the inputs' folder {images}, where "
+                                           "predictions would be written among them and could replace them; choose "
+                                           "a folder outside it\n")
+    assert {path.name: path.read_bytes() for path in images.iterdir()} == before
+
+    assert main(["predict", str(run), str(images), "--out", str(tmp_path / "out"), "--format", "trainid"]) == 0
+    assert "wrote 2 trainid predictions" in capsys.readouterr().out
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["b.jpg.png", "b.png.png"]

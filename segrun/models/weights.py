@@ -13,16 +13,19 @@ Layouts read (a file's layout is recognised from its keys, one key at a time):
   {"model.<key>": ...}}, with hrnet and hrnet_ocr in the layout above and hrnet_ocr_aspp and
   hrnet_ocr_ms in segrun's own (`backbone.`, `aspp.`, `ocr.`, `scale_attn.`);
 - NVIDIA's semantic-segmentation (e.g. the Mapillary MS OCR): `module.` and `backbone.`
-  prefixes, heads under `ocr.` / `scale_attn.`, the auxiliary head sometimes named `last_layer`;
+  prefixes, heads under `ocr.` / `scale_attn.` (its files hold no `last_layer`; the study's loader
+  renames one to `aux_head` for files that do);
 - segrun's own checkpoints: {"state_dict": {"model.<key>": ..., "losses.<i>.<buffer>": ...}}.
 """
+import re
+import warnings
 from pathlib import Path
 
 import attrs
 import torch
 from torch import nn
 
-from segrun.errors import UserError
+from segrun.errors import UserError, why_not_there
 
 # HRNet-Semantic-Segmentation's OCRNet (which the study copied) puts BatchNorm directly at index 1
 # of conv3x3_ocr and aux_head, and aux_head's classifier after a ReLU at index 3; segrun (as
@@ -30,20 +33,58 @@ from segrun.errors import UserError
 _FLAT_OCR_MODULES = {"conv3x3_ocr.1": "ocr.conv3x3_ocr.1.0", "aux_head.1": "ocr.aux_head.1.0", "aux_head.3": "ocr.aux_head.2"}
 
 
-def read_checkpoint(path: Path):
-    """Whatever the file holds, loaded with torch's weights_only (tensors and plain containers,
-    never code); a missing, unreadable or refused file is a UserError naming it."""
-    if not path.is_file():
-        raise UserError(f"{path}: no such checkpoint file")
+def _numpy_scalars() -> list:
+    """What a pickled numpy scalar needs (a training snapshot's `mean_iu` or `best_mIoU`): numpy's
+    scalar constructor and its dtypes. Nothing else of numpy, and no code, is let through."""
+    import importlib
+
+    import numpy as np
+
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        multiarray = importlib.import_module("numpy._core.multiarray")  # numpy 2
+    except ImportError:
+        multiarray = importlib.import_module("numpy.core.multiarray")
+    dtypes = [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")]
+    return [multiarray.scalar, np.dtype, *dtypes]
+
+
+def _refusal(path: Path, error: Exception) -> UserError:
+    """What torch's weights_only loader refused, in segrun's words: the file never ran code."""
+    text = str(error)
+    blocked = re.search(r"GLOBAL ([\w.]+) whose module ([\w.]+) is blocked", text)
+    if blocked:
+        return UserError(f"{path}: holds pickled code (a call to {blocked.group(1)}), which segrun never runs: not "
+                         "loaded; if you did not make this file, do not load it anywhere")
+    unsupported = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if unsupported:
+        return UserError(f"{path}: holds pickled Python objects besides tensors ({unsupported.group(1)}), which segrun "
+                         "does not load; if you trust the file, save its tensors alone: torch.save(torch.load(PATH, "
+                         "weights_only=False)['state_dict'], 'weights.pth')")
+    if "Unsupported operand" in text and _starts_like_a_pickle(path):
+        return UserError(f"{path}: a pickle that is not a PyTorch checkpoint (torch's safe loader cannot read it); "
+                         "segrun reads files written by torch.save")
+    return UserError(f"{path}: not a readable PyTorch checkpoint: truncated, damaged, or not written by torch.save "
+                     f"({error.__class__.__name__})")
+
+
+def _starts_like_a_pickle(path: Path) -> bool:
+    """Whether the file begins with pickle's PROTO opcode (protocol 2 to 5), as a plain pickle does."""
+    with open(path, "rb") as file:
+        head = file.read(2)
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
+def read_checkpoint(path: Path):
+    """Whatever the file holds, loaded with torch's weights_only (tensors, plain containers and numpy
+    scalars, never code); a missing, unreadable or refused file is a UserError naming it and why."""
+    if not path.is_file():
+        raise UserError(f"{path}: {why_not_there(path, 'checkpoint file')}")
+    try:
+        with warnings.catch_warnings(), torch.serialization.safe_globals(_numpy_scalars()):
+            warnings.simplefilter("ignore")  # torch's note on a pickle protocol it was not written with
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises several types for a file that is not a checkpoint
-        if "Unsupported global" in str(error):  # torch's words for a pickled Python object it will not load
-            raise UserError(f"{path}: holds pickled Python objects besides tensors, which segrun does not load; if "
-                            "you trust the file, save its tensors alone: torch.save(torch.load(PATH, weights_only="
-                            "False)['state_dict'], 'weights.pth')") from None
-        raise UserError(f"{path}: not a readable PyTorch checkpoint: truncated, damaged, or not written by torch.save "
-                        f"({error.__class__.__name__})") from None
+        raise _refusal(path, error) from None
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -217,10 +258,31 @@ def load_init(model: nn.Module, path: Path) -> str:
 def load_trained(model: nn.Module, path: Path) -> str:
     """The weights of a whole trained model, in any layout of the module docstring: every tensor of
     the model must come from the file and every model tensor of the file must fit, else nothing is
-    loaded and the error names what differs."""
-    matching = _match(model, read_state_dict(path), path, strict_backbone=False)
+    loaded and the error names what differs. BatchNorm's `num_batches_tracked` counters, which files
+    of PyTorch 0.4 (HRNet-Semantic-Segmentation's master branch) do not hold and which evaluation
+    does not use, are filled with zeros, and the summary says so. A file in NVIDIA's layout loaded
+    into a model resizing with align_corners true gets a note: NVIDIA's code resizes without."""
+    state = read_state_dict(path)
+    matching = _match(model, state, path, strict_backbone=False)
+    own = model.state_dict()
+    counters = {name for name in matching.missing if name.endswith("num_batches_tracked")}
+    matching = attrs.evolve(matching, loaded={**matching.loaded, **{name: torch.zeros_like(own[name]) for name in counters}},
+                            missing=matching.missing - counters)
     if not matching.complete:
         raise UserError(f"{path}: does not fit this model ({matching.summary()}); check model.name, model.backbone "
                         "and the dataset's number of classes against what the file was trained as")
     model.load_state_dict(matching.loaded)
-    return "weights: " + matching.summary()
+    notes = [f"BatchNorm's num_batches_tracked filled with 0 in {len(counters)} layers (the file predates them; "
+             "evaluation does not use them)"] if counters else []
+    if _nvidia_layout(state) and getattr(model, "align_corners", False):
+        notes.append("a file in NVIDIA's layout (module.backbone, module.ocr): NVIDIA trains and evaluates with "
+                     "align_corners false (its config.py), this spec's model.align_corners is true, so predictions "
+                     "differ from NVIDIA's; specs/published/nvidia_cityscapes_ms_ocr.toml has NVIDIA's settings")
+    return "weights: " + matching.summary() + "".join(f"; {note}" for note in notes)
+
+
+def _nvidia_layout(state: dict) -> bool:
+    """NVIDIA/semantic-segmentation's checkpoints: the DataParallel `module.` prefix over a trunk
+    under `backbone.` and NVIDIA's OCR block under `ocr.` (the study's and HRNet-Seg's files have
+    `model.` or no prefix)."""
+    return any(key.startswith("module.backbone.") for key in state) and any(key.startswith("module.ocr.") for key in state)

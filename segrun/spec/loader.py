@@ -45,10 +45,19 @@ def _read_toml(path: Path) -> dict:
         raise SpecError(f"{path}: no such spec file") from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as error:
         raise SpecError(f"{path}: cannot read the spec ({error.__class__.__name__}: {error})") from None
+    return parse_toml(text, str(path))
+
+
+def parse_toml(text: str, source: str) -> dict:
+    """TOML text as a table, or a SpecError naming `source`: invalid TOML, or nesting deeper than
+    the parser can follow (tomllib recurses once per level)."""
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
-        raise SpecError(f"{path}: invalid TOML: {error}") from None
+        raise SpecError(f"{source}: invalid TOML: {error}") from None
+    except RecursionError:
+        raise SpecError(f"{source}: invalid TOML: arrays or tables nested too deeply to read (a spec needs a few "
+                        "levels)") from None
 
 
 def _record_origins(table: Any, source: str, path: KeyPath, origins: Origins) -> None:
@@ -98,23 +107,30 @@ OVERRIDE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*(\.([A-Za-z_][A-Za-z0-9_-]*|[
 BARE_STRING = re.compile(r"[^\s\"'\[\]{},=#]+")
 
 
+def _shown(text: str, longest: int = 80) -> str:
+    """`text` quoted for an error message, cut to `longest` characters (an override can be megabytes)."""
+    return repr(text) if len(text) <= longest else f"{text[:longest]!r}... ({len(text):,} characters)"
+
+
 def _parse_override_value(raw: str, override: str):
     try:
         parsed = tomllib.loads(f"value = {raw}")
     except tomllib.TOMLDecodeError:
         parsed = None
+    except RecursionError:
+        raise SpecError(f"override {_shown(override)}: nested too deeply to read") from None
     if parsed is not None and list(parsed) == ["value"]:
         return parsed["value"]
     if BARE_STRING.fullmatch(raw):  # a path, or the shell ate the quotes of model.name="hrnet"
         return raw
-    raise SpecError(f"override {override!r}: the value {raw!r} is not a TOML value (quote strings: key='\"text\"')")
+    raise SpecError(f"override {_shown(override)}: the value {_shown(raw)} is not a TOML value (quote strings: key='\"text\"')")
 
 
 def apply_override(table: dict, origins: Origins, override: str) -> None:
     key, sep, raw = override.partition("=")
     key = key.strip()
     if not sep or not OVERRIDE_KEY.fullmatch(key):
-        raise SpecError(f"override {override!r}: expected KEY=VALUE with a dotted key, e.g. trainer.epochs=400")
+        raise SpecError(f"override {_shown(override)}: expected KEY=VALUE with a dotted key, e.g. trainer.epochs=400")
     value = _parse_override_value(raw.strip(), override)
     path = tuple(int(part) if part.isdigit() else part for part in key.split("."))
     node: Any = table
@@ -123,21 +139,21 @@ def apply_override(table: dict, origins: Origins, override: str) -> None:
         where = dotted(path[:depth]) if depth else "the spec"
         if isinstance(node, list):
             if not isinstance(part, int) or not 0 <= part < len(node):
-                raise SpecError(f"override {override!r}: {where} is an array of {len(node)}; index it with 0..{len(node) - 1}")
+                raise SpecError(f"override {_shown(override)}: {where} is an array of {len(node)}; index it with 0..{len(node) - 1}")
         elif isinstance(node, dict):
             part = str(part)
             if not last and part not in node:
                 node[part] = {}
-                origins[path[: depth + 1]] = f"override {override!r}"
+                origins[path[: depth + 1]] = f"override {_shown(override)}"
         else:
-            raise SpecError(f"override {override!r}: {where} is a value, not a table")
+            raise SpecError(f"override {_shown(override)}: {where} is a value, not a table")
         if last:
             node[part] = value
         else:
             node = node[part]
     for existing in [p for p in origins if p[: len(path)] == path]:
         del origins[existing]
-    _record_origins(value, f"override {override!r}", path, origins)
+    _record_origins(value, f"override {_shown(override)}", path, origins)
 
 
 # ---- conversion into attrs classes ----------------------------------------------------------
@@ -343,10 +359,7 @@ def dumps(spec: Spec) -> str:
 
 def loads(text: str, source: str = "<spec>", check: Check | None = None) -> Spec:
     """Load a resolved spec from TOML text (no extends, no overrides), checked as in `load`."""
-    try:
-        table = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as error:
-        raise SpecError(f"{source}: invalid TOML: {error}") from None
+    table = parse_toml(text, source)
     try:
         _check_integers(table)
         spec = build(Spec, table)

@@ -64,7 +64,13 @@ def workers_value(_instance, _attribute, value):
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
+LONGEST_NAME = 200  # a run folder is <name>-<8 hex digits>[-N], and file systems allow 255 bytes a name
+
+
 def run_name(_instance, _attribute, value):
+    if len(value) > LONGEST_NAME:
+        raise ValueError(f"expected at most {LONGEST_NAME} characters (it names the run folder, and file systems allow "
+                         f"255), got {len(value):,} ({value[:24]!r}...)")
     if not RUN_NAME.fullmatch(value):
         raise ValueError(f"expected a name of letters, digits, '_', '.' and '-' (it names the run folder), got {value!r}")
 
