@@ -70,3 +70,38 @@ def chain_specs(manifest: Path, row: PublishedRow) -> list[Spec]:
         return []
     chain = load_chain(path)
     return [stage_spec(chain, path, index, None) for index in range(len(chain.stage))]
+
+
+@frozen
+class PublishedCheckpoint:
+    file: str  # the released file's name, as its upstream publishes it
+    spec: str  # the spec (relative to the manifest) that evaluates it as its upstream does
+    source: str  # where the number is published: repository, commit, README line, protocol
+    published: float  # the val mIoU, in percent, its upstream publishes for it
+
+
+@frozen
+class CheckpointManifest:
+    checkpoint: tuple[PublishedCheckpoint, ...]
+
+
+MANIFEST_NAME = "checkpoints.toml"  # the manifest of released checkpoints, beside their specs
+
+
+def load_checkpoint_manifest(path: Path) -> list[PublishedCheckpoint]:
+    path = Path(path)
+    rows = list(load_section(path, CheckpointManifest).checkpoint)
+    for index, row in enumerate(rows):
+        if not (path.parent / row.spec).is_file():
+            raise SpecError(f"{path}: checkpoint.{index}.spec: no such file {path.parent / row.spec}")
+    return rows
+
+
+def published_checkpoint(weights: Path, spec_file: Path) -> PublishedCheckpoint | None:
+    """The released checkpoint `weights` is, evaluated with `spec_file`: a row of the manifest beside
+    the spec naming both (by the file's name), or None."""
+    manifest = Path(spec_file).parent / MANIFEST_NAME
+    if not manifest.is_file():
+        return None
+    return next((row for row in load_checkpoint_manifest(manifest) if row.file == Path(weights).name and
+                 (manifest.parent / row.spec).resolve() == Path(spec_file).resolve()), None)

@@ -14,7 +14,7 @@ from segrun import build
 from segrun.atomic_write import write_atomically, write_figure
 from segrun.errors import UserError
 from segrun.lineage import file_sha256
-from segrun.published import chain_specs, evaluation_spec, load_manifest
+from segrun.published import chain_specs, evaluation_spec, load_checkpoint_manifest, load_manifest
 from segrun.recipes import differences, flatten
 from segrun.run_folder import RunFolder
 from segrun.spec import Spec, spec_hash
@@ -316,3 +316,36 @@ def write_study_plot(rows: list[dict], path: Path) -> None:
     figure.tight_layout()
     write_figure(figure, path, dpi=100)
     pyplot.close(figure)
+
+
+def published_rows(manifest: Path, patterns) -> list[dict]:
+    """Per released checkpoint of a manifest of them (specs/published/checkpoints.toml): its upstream's
+    published mIoU and segrun's evaluations of it among the files of `patterns` (what `segrun eval
+    FILE --spec SPEC` writes), matched by the checkpoint's name and the spec; in percent."""
+    evaluations = []
+    for pattern in patterns:
+        for match in sorted(glob.glob(str(pattern))) or [str(pattern)]:
+            try:
+                evaluations.append(json.loads(Path(match).read_text()))
+            except (OSError, ValueError) as error:
+                print(f"segrun: warning: {match}: not an evaluation file ({type(error).__name__}); left out",
+                      file=sys.stderr)
+    rows = []
+    for row in load_checkpoint_manifest(manifest):
+        spec = (Path(manifest).parent / row.spec).resolve()
+        scores = [100 * found["mIoU"] for found in evaluations if "checkpoint" in found and "spec" in found and
+                  Path(found["checkpoint"]).name == row.file and Path(found["spec"]).resolve() == spec]
+        rows.append({"file": row.file, "spec": row.spec, "published": row.published, "source": row.source,
+                     "evaluated": scores[-1] if scores else None})
+    return rows
+
+
+def format_published_table(rows: list[dict]) -> str:
+    width = max(len(row["file"]) for row in rows)
+    header = f"{'released checkpoint':<{width}} {'published':>9} {'segrun':>7} {'difference':>10}  spec"
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        evaluated = f"{row['evaluated']:7.2f}" if row["evaluated"] is not None else f"{'-':>7}"
+        difference = f"{row['evaluated'] - row['published']:+10.2f}" if row["evaluated"] is not None else " " * 10
+        lines.append(f"{row['file']:<{width}} {row['published']:9.2f} {evaluated} {difference}  {row['spec']}")
+    return "\n".join(lines)

@@ -6,12 +6,16 @@ from segrun.commands import Command
 
 
 def _arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("runs", nargs="+", metavar="RUN_DIR_OR_GLOB")
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR_OR_GLOB",
+                        help="run folders (or folders of them, or globs); with --published, evaluation files")
     parser.add_argument("--csv", type=Path, help="write one row per run, per-class IoU included")
     parser.add_argument("--plot", type=Path, help="write mIoU with error bars and training curves as a PNG (with "
                         "--study, also PLOT-study.png: published means beside reproduced ones)")
     parser.add_argument("--study", type=Path, metavar="MANIFEST",
                         help="also compare the runs with published numbers, e.g. specs/study/results.toml")
+    parser.add_argument("--published", type=Path, metavar="MANIFEST",
+                        help="compare evaluations of released checkpoints (`segrun eval FILE --spec SPEC` writes them) "
+                             "with their upstreams' numbers, e.g. specs/published/checkpoints.toml")
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -26,6 +30,11 @@ def _report(args: argparse.Namespace) -> None:
         write_study_plot,
     )
 
+    if args.published is not None:
+        from segrun.report import format_published_table, published_rows
+
+        print(format_published_table(published_rows(args.published, args.runs)))
+        return
     results = load_results(args.runs)
     rows = group_rows(results)
     print(format_table(rows))
