@@ -52,11 +52,12 @@ def list_inputs(inputs) -> list[tuple[Path, Path]]:
 
 
 def check_out_folder(out: Path, inputs) -> None:
-    """--out must not be, or lie inside, a folder of the inputs: predictions would be written among
-    them, and one named as an input (b.png) would replace it."""
+    """--out must not be a folder of inputs, nor lie inside a folder given as input: predictions
+    would be written among the inputs (and the next run would take them for inputs), and one named
+    as an input (b.png) would replace it."""
     for path in inputs:
         folder = (path if path.is_dir() else path.parent).resolve()
-        if out.resolve() == folder or folder in out.resolve().parents:
+        if out.resolve() == folder or (path.is_dir() and folder in out.resolve().parents):
             raise UserError(f"--out {out}: inside the inputs' folder {folder}, where predictions would be written among "
                             "them and could replace them; choose a folder outside it")
 

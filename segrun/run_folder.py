@@ -255,4 +255,5 @@ def sole_writer(folder: RunFolder):
                                              "since": time.strftime("%Y-%m-%d %H:%M:%S")}).encode())
         yield
     finally:
+        holder.unlink(missing_ok=True)  # the lock says nothing once released: no one holds it
         lock.release()

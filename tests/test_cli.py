@@ -83,7 +83,7 @@ def test_validate_reports_the_checks_before_a_missing_file(write_spec, capsys, m
     assert main(["validate", str(path)]) == 2
     captured = capsys.readouterr()
     assert captured.out == f"{path}: spec ok (hrnet/hrnet_w48, losses ce)\n"
-    assert captured.err == f"segrun: error: {path}: init: no such file /nonexistent/init.ckpt\n"
+    assert captured.err == f"segrun: error: {path}: init: /nonexistent/init.ckpt: no such file\n"
 
 
 def test_relative_roots_live_under_segrun_data(tmp_path, write_spec, monkeypatch, capsys, minimal_spec):

@@ -17,7 +17,7 @@ def test_minimal_spec_gets_defaults(write_spec, minimal_spec):
 
 
 @pytest.mark.parametrize("path", sorted(p for p in (REPO / "specs").rglob("*.toml")
-                                        if not p.name.endswith(("_chain.toml", "results.toml"))),
+                                        if not p.name.endswith(("_chain.toml", "results.toml", "checkpoints.toml"))),
                          ids=lambda p: p.name)
 def test_shipped_specs_round_trip(path):
     loaded = build.load_spec(path)
