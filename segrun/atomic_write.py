@@ -20,6 +20,13 @@ def _megabytes(size: int) -> str:
     return f"{size / 2**20:,.1f} MB"
 
 
+def _mode_of_a_new_file() -> int:
+    """What open() would give a new file: 0666 less the process's umask (read by setting it back)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_atomically(path: Path, data: bytes) -> None:
     """Write bytes to a temporary file beside `path`, then rename it to `path`."""
     path = Path(path)
@@ -27,6 +34,7 @@ def write_atomically(path: Path, data: bytes) -> None:
     handle, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     temporary = Path(name)
     try:
+        os.fchmod(handle, _mode_of_a_new_file())  # mkstemp's 0600 would hide the file from the user's group
         with os.fdopen(handle, "wb") as file:
             file.write(data)
         os.replace(temporary, path)

@@ -7,7 +7,7 @@ from typing import Literal
 from attrs import field, frozen
 
 from segrun import build, runner
-from segrun.errors import UserError, did_you_mean
+from segrun.errors import Stopped, UserError, did_you_mean
 from segrun.resolve import resolve
 from segrun.run_folder import RunFolder, init_checkpoint, planned_run_folder
 from segrun.smoke import smoke_overrides, smoke_runs
@@ -56,6 +56,11 @@ def stage_spec(chain: Chain, chain_path: Path, index: int, init: Path | None, ex
         raise UserError(f"chain {chain_path}: stage {index} ({stage.name}): {error}") from None
 
 
+def smoke_stage_overrides(chain: Chain, chain_path: Path, index: int, overrides=()) -> list[str]:
+    """The overrides that make stage `index` its smoke run (segrun.smoke), after `overrides`."""
+    return [*overrides, *smoke_overrides(stage_spec(chain, chain_path, index, None, overrides))]
+
+
 def start_checkpoint(previous: RunFolder, start_from: str | None) -> Path | None:
     """The previous stage's last checkpoint, or its best (else its last, for a stage that validated
     only at its end), as `init` takes a run folder."""
@@ -94,8 +99,7 @@ def run_chain(chain_path: Path, runs_dir: Path, dry_run: bool = False, progress:
     last = len(chain.stage) - 1 if up_to is None else stage_index(chain, chain_path, up_to)
     folders: list[RunFolder] = []
     for index, stage in enumerate(chain.stage[:last + 1]):
-        stage_overrides = [*overrides, *smoke_overrides(stage_spec(chain, chain_path, index, None, overrides))] \
-            if smoke else overrides
+        stage_overrides = smoke_stage_overrides(chain, chain_path, index, overrides) if smoke else overrides
         label = f"stage {index} ({stage.name})"
         init = None
         if index > 0:
@@ -122,6 +126,8 @@ def run_chain(chain_path: Path, runs_dir: Path, dry_run: bool = False, progress:
         print(f"chain {chain.name}: {label} in {folder.path}")
         try:
             folders.append(runner.train(spec, runs_dir, force, progress=progress, init=start))
+        except Stopped:  # a signal stopped the stage: its own line and status, and it resumes
+            raise
         except Exception as error:
             raise UserError(f"chain {chain.name}: {label} failed: {error.__class__.__name__}: {error}; after fixing it, "
                             f"`segrun chain {chain_path}` continues here (finished stages are kept)") from error

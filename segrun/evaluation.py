@@ -59,7 +59,7 @@ def evaluate_weights(weights: Path, spec_file: Path, overrides: Sequence[str] = 
         print(load_trained(task.model, weights))
 
     released = published_checkpoint(weights, spec_file)
-    source = {"checkpoint": str(weights), "spec": str(spec_file), "overrides": list(overrides)}
+    source = {"checkpoint": str(weights.resolve()), "spec": str(Path(spec_file).resolve()), "overrides": list(overrides)}
     if released is not None:
         source["published"] = {"mIoU": released.published, "source": released.source}
     result = _score(spec, load, eval_file, progress, options, source)

@@ -46,9 +46,17 @@ def list_inputs(inputs) -> list[tuple[Path, Path]]:
             files += [(f, f.relative_to(path)) for f in sorted(path.rglob("*")) if f.suffix.lower() in IMAGE_SUFFIXES]
         else:
             files.append((path, Path(path.name)))
-    outputs = Counter(name.with_suffix(".png") for _, name in files)
-    return [(image, name.with_name(name.name + ".png") if outputs[name.with_suffix(".png")] > 1 else
-             name.with_suffix(".png")) for image, name in files]
+    names_of = {}  # output -> the input names that would write it
+    for _, name in files:
+        names_of.setdefault(name.with_suffix(".png"), set()).add(name)
+    named = [(image, name.with_name(name.name + ".png") if len(names_of[name.with_suffix(".png")]) > 1 else
+              name.with_suffix(".png")) for image, name in files]
+    shared = [name for name, count in Counter(name for _, name in named).items() if count > 1]
+    if shared:  # the same file name in two inputs given side by side (a/x.png, b/x.png)
+        images = [str(image) for image, name in named if name == shared[0]]
+        raise UserError(f"{' and '.join(images)}: would both be predicted as {shared[0]} in --out; predict them into "
+                        "separate folders, or give their common folder as the input (which keeps its layout)")
+    return named
 
 
 def check_out_folder(out: Path, inputs) -> None:

@@ -333,7 +333,8 @@ def published_rows(manifest: Path, patterns) -> list[dict]:
     rows = []
     for row in load_checkpoint_manifest(manifest):
         spec = (Path(manifest).parent / row.spec).resolve()
-        scores = [100 * found["mIoU"] for found in evaluations if "checkpoint" in found and "spec" in found and
+        scores = [100 * found["mIoU"] for found in evaluations
+                  if isinstance(found, dict) and {"checkpoint", "spec", "mIoU"} <= found.keys() and
                   Path(found["checkpoint"]).name == row.file and Path(found["spec"]).resolve() == spec]
         rows.append({"file": row.file, "spec": row.spec, "published": row.published, "source": row.source,
                      "evaluated": scores[-1] if scores else None})

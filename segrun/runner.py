@@ -47,23 +47,28 @@ def train(spec: Spec, runs_dir: Path, force: bool = False, progress: bool = True
     spec = resolved
     init = init or init_checkpoint(spec)
     planned = planned_run_folder(spec, runs_dir, init)
-    if planned.finished and not force and (said := planned.set_unreadable_metrics_aside()):
-        print(said)
     if planned.finished and not force:
-        print(f"{planned.path} already holds this finished run (metrics.json); use --force to train it again in a new "
-              "folder")
-        return planned
+        said = planned.set_unreadable_metrics_aside()  # a metrics.json that does not read: evaluated again
+        if said is None:
+            print(f"{planned.path} already holds this finished run (metrics.json); use --force to train it again "
+                  "in a new folder")
+            return planned
+        print(said)
     ensure_dataset(spec.data, progress)
     pl.seed_everything(spec.seed, workers=True, verbose=False)
     task = build.task(spec, init=init)
     datamodule = build.datamodule(spec)
     datamodule.setup("fit")  # a missing or broken dataset is said now
-    oversized = oversized_crop(spec.data.train_pipeline, largest_image(datamodule.train_set))
+    largest = largest_image(datamodule.train_set)
+    oversized = oversized_crop(spec.data.train_pipeline, largest) if largest else None
     if oversized:
         print(f"segrun: warning: data.train_pipeline {oversized}; lower the crop, or use images of the size the "
               "spec is for", file=sys.stderr)
     folder = run_folder_for(spec, runs_dir, init, force)
     with sole_writer(folder):
+        if folder.finished and not force:  # finished by another start while this one was getting ready
+            print(f"{folder.path} already holds this finished run (metrics.json)")
+            return folder
         trainer = build.trainer(spec, folder, progress)
         train_seconds = _fit(trainer, task, datamodule, folder)
         best = trainer.checkpoint_callback.best_model_path or None
@@ -79,12 +84,16 @@ def train(spec: Spec, runs_dir: Path, force: bool = False, progress: bool = True
     return folder
 
 
-def largest_image(dataset, sample: int = 100) -> tuple[int, int]:
+def largest_image(dataset, sample: int = 100) -> tuple[int, int] | None:
     """The largest height and width among up to `sample` of the dataset's images, spread over it
-    (read from their headers)."""
-    paths = dataset.images[:: max(1, len(dataset.images) // sample)]
-    sizes = [image_size(path) for path in paths]
-    return max(h for h, _ in sizes), max(w for _, w in sizes)
+    (read from their headers; one that does not read is left to the data checks of training)."""
+    sizes = []
+    for path in dataset.images[:: max(1, len(dataset.images) // sample)]:
+        try:
+            sizes.append(image_size(path))
+        except OSError:
+            continue
+    return (max(h for h, _ in sizes), max(w for _, w in sizes)) if sizes else None
 
 
 def _fit(trainer: pl.Trainer, task, datamodule, folder: RunFolder) -> float:
@@ -175,8 +184,15 @@ def _stopped(folder: RunFolder, stop: Stop, global_zero: bool, evaluating: bool 
         where = f"stopped on {stop.signal_name} in the evaluation after training (training is complete)"
     else:
         where = f"stopped on {stop.signal_name} before training went on (nothing new to save)"
+    requeue_failed = None
     if stop.requeue_job is not None and global_zero:
-        requeue(stop.requeue_job)
+        try:
+            requeue(stop.requeue_job)
+        except (OSError, RuntimeError) as error:  # scontrol missing, or SLURM refusing
+            requeue_failed = str(error)
+    if requeue_failed is not None:
+        then = f"requeueing it failed ({requeue_failed}); run the same command to resume"
+    elif stop.requeue_job is not None:
         then = f"SLURM job {stop.requeue_job} is requeued and resumes from there"
     elif os.environ.get("SLURM_JOB_ID"):
         then = "a requeued SLURM job resumes by itself; otherwise run the same command to resume"
@@ -185,4 +201,4 @@ def _stopped(folder: RunFolder, stop: Stop, global_zero: bool, evaluating: bool 
     message = f"{folder.path}: {where}; {then}" if global_zero else ""
     if stop.signum == signal.SIGINT:
         raise KeyboardInterrupt(message) from None
-    raise Stopped(message, 0 if os.environ.get("SLURM_JOB_ID") else 128 + stop.signum) from None
+    raise Stopped(message, 0 if os.environ.get("SLURM_JOB_ID") and requeue_failed is None else 128 + stop.signum) from None

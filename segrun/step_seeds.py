@@ -7,9 +7,13 @@ import pytorch_lightning as pl
 import torch
 
 
+STEP_STREAM = 1  # tells these seeds' SeedSequence from the augmentations'
+
+
 def step_seed(seed: int, epoch: int, batch_index: int, rank: int) -> int:
-    # (a list one longer than sampling.augmentation_seed's: the two never draw the same stream)
-    return int(np.random.SeedSequence([seed, epoch, rank, batch_index]).generate_state(1)[0])
+    # (sampling.augmentation_seed draws from [seed, epoch, rank, position]: the last element, one
+    # longer, keeps the two streams apart)
+    return int(np.random.SeedSequence([seed, epoch, rank, batch_index, STEP_STREAM]).generate_state(1)[0])
 
 
 class StepSeeds(pl.Callback):

@@ -101,8 +101,8 @@ class StopOnSignal(pl.Callback):
     # ---- signals --------------------------------------------------------------------------------
 
     def _record(self, signum: int, frame) -> None:
-        if signum == signal.SIGINT and self.requested == signal.SIGINT:
-            raise KeyboardInterrupt  # the second Ctrl-C: now, without a checkpoint
+        if signum == signal.SIGINT and self.requested is not None:
+            raise KeyboardInterrupt  # Ctrl-C after a stop was asked for: now, without a checkpoint
         self.requested = self.requested or signum
 
     def _install(self) -> None:
@@ -206,8 +206,11 @@ class StopOnSignal(pl.Callback):
         from segrun.task import NonFiniteLoss  # (the task imports nothing of this module)
 
         # After a non-finite loss the weights took a step without gradients: last.ckpt is the good state.
-        # A full disk has no room for another checkpoint: the last one written stays whole.
-        if isinstance(exception, (TrainingStopped, NonFiniteLoss, DiskFull)) or self._phase in ("outside", "step"):
+        # A full disk has no room for another checkpoint: the last one written stays whole. A second
+        # Ctrl-C asks to stop at once. Under DDP an error is one rank's: writing a checkpoint waits for
+        # every rank (a barrier), which the others, in their next step, would never reach.
+        if isinstance(exception, (TrainingStopped, NonFiniteLoss, DiskFull, KeyboardInterrupt)) or \
+                self._phase in ("outside", "step") or self._group is not None:
             return
         self._write(trainer)
 

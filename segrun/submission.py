@@ -18,7 +18,7 @@ import submitit
 from attrs import field, frozen
 
 from segrun import build
-from segrun.chain import load_chain, stage_spec
+from segrun.chain import load_chain, stage_index, stage_spec
 from segrun.errors import UserError
 from segrun.published import evaluation_spec, is_chain, load_manifest
 from segrun.recipes import differences
@@ -258,8 +258,11 @@ class Resources:
 def resources(member: Member, options: ClusterOptions) -> Resources:
     """One task per device on each of the spec's nodes (Lightning reads the ranks from SLURM)."""
     try:
-        spec = (build.load_spec(member.spec, member.overrides) if member.up_to is None else
-                stage_spec(load_chain(member.spec), member.spec, 0, None, member.overrides))
+        if member.up_to is None:
+            spec = build.load_spec(member.spec, member.overrides)
+        else:
+            chain = load_chain(member.spec)
+            spec = stage_spec(chain, member.spec, stage_index(chain, member.spec, member.up_to), None, member.overrides)
     except SpecError as error:
         raise UserError(str(error)) from None
     trainer = spec.trainer

@@ -5,14 +5,14 @@ from pathlib import Path
 import torch
 
 from segrun import build
-from segrun.chain import load_chain, stage_spec
+from segrun.chain import load_chain, smoke_stage_overrides, stage_spec
 from segrun.data import DATASETS, resolve_root
 from segrun.errors import UserError, why_not_there
 from segrun.models.weights import describe_start
 from segrun.published import is_chain
 from segrun.resolve import check_devices
 from segrun.run_folder import init_checkpoint
-from segrun.smoke import smoke_overrides, smoke_spec
+from segrun.smoke import smoke_spec
 from segrun.spec import Spec
 from segrun.terminal import bar
 
@@ -30,8 +30,7 @@ def validate(path, overrides=(), read_data: bool = False, progress: bool = True,
     if is_chain(path):
         chain = load_chain(path)
         for index, stage in enumerate(chain.stage):
-            stage_overrides = [*overrides, *smoke_overrides(stage_spec(chain, path, index, None, overrides))] \
-                if smoke else overrides
+            stage_overrides = smoke_stage_overrides(chain, path, index, overrides) if smoke else overrides
             yield from _validate(f"{path} stage {index} ({stage.name})", stage_spec(chain, path, index, None,
                                                                                  stage_overrides), read_data, progress)
         return

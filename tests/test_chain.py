@@ -101,6 +101,14 @@ def test_overrides_apply_to_every_stage_and_up_to_stops_after_a_stage(chain_file
                                                "(stages: fine, second, third, or 0 to 2)")
 
 
+def test_a_stage_stopped_by_a_signal_is_a_stop_not_a_failure(chain_file, tmp_path, signal_during, capsys):
+    signal_during(signal.SIGTERM, step=0)
+    assert main(["chain", str(chain_file), "--runs", str(tmp_path / "runs"), "--no-progress"]) == 128 + signal.SIGTERM
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert " on SIGTERM; checkpoints/interrupted.ckpt holds it; run the same command to resume" in line
+    assert "failed" not in line
+
+
 def test_chain_errors_name_the_file_and_key(tmp_path):
     path = tmp_path / "chain.toml"
     path.write_text('name = "c"\n[[stage]]\nname = "a"\nspec = "x.toml"\nstart_from = "best"\n')

@@ -72,8 +72,8 @@ def test_the_build_is_named_by_its_sources_and_compiles_cuda_only_where_asked(tm
     assert extension._cuda_build(None) == (False, "no CUDA toolkit or a CPU build of torch")
     monkeypatch.delenv("SEGRUN_BUILD_CUDA", raising=False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert extension._cuda_build(tmp_path) == (False, "no GPU here (SEGRUN_BUILD_CUDA=1 builds the CUDA kernels "
-                                                      "anyway)")
+    assert extension._cuda_build(tmp_path) == (False, "no GPU here; SEGRUN_BUILD_CUDA=1 would build the CUDA "
+                                                      "kernels too")
     monkeypatch.setenv("SEGRUN_BUILD_CUDA", "1")
     assert extension._cuda_build(tmp_path)[0] is True
 

@@ -468,3 +468,23 @@ def test_report_names_a_spec_toml_edited_after_training(tiny, tmp_path, capsys):
     assert main(["report", str(folder.path)]) == 0
     (warning,) = capsys.readouterr().err.strip().splitlines()
     assert warning.startswith(f"segrun: warning: {folder.spec_file}: not the spec that trained (its hash ")
+
+
+def test_files_segrun_writes_have_the_permissions_a_plain_write_gives(tmp_path):
+    import os
+
+    from segrun.atomic_write import write_atomically
+
+    before = os.umask(0o027)
+    try:
+        write_atomically(tmp_path / "shared.json", b"{}")
+    finally:
+        os.umask(before)
+    assert (tmp_path / "shared.json").stat().st_mode & 0o777 == 0o640  # 0666 less the umask, not mkstemp's 0600
+
+
+def test_dropout_and_augmentations_draw_from_streams_of_their_own():
+    from segrun.data.sampling import augmentation_seed
+    from segrun.step_seeds import step_seed
+
+    assert all(step_seed(0, 1, b, 0) != augmentation_seed(0, 1, 0, b) for b in range(50))

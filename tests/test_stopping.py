@@ -77,10 +77,11 @@ def test_a_signal_stops_at_a_step_boundary_and_the_resumed_run_ends_bit_identica
     assert_same_end(uninterrupted[model], folder)
 
 
-def test_a_second_ctrl_c_stops_at_once_and_the_run_resumes_from_its_last_checkpoint(uninterrupted, tmp_path,
+@pytest.mark.parametrize("during", [{"step": 5}, {"validation_after_epoch": 0}], ids=["in a step", "in validation"])
+def test_a_second_ctrl_c_stops_at_once_and_the_run_resumes_from_its_last_checkpoint(during, uninterrupted, tmp_path,
                                                                                     signal_during, monkeypatch, capsys):
     spec = tiny(tmp_path, "hrnet")
-    signal_during(signal.SIGINT, step=5, times=2)
+    signal_during(signal.SIGINT, times=2, **during)
     assert train(spec, tmp_path / "runs") == 130
     (run,) = (tmp_path / "runs").iterdir()
     folder = RunFolder(run)

@@ -139,3 +139,17 @@ def test_a_chain_counts_only_when_every_stage_was_its_recipe(tmp_path, capsys):
     assert out[line + 1].endswith("(differs: stage 1 optimizer.lr)")
     (tmp_path / "runs" / "stage0" / "checkpoints" / "best-epoch=001.ckpt").write_bytes(b"retrained")
     assert "init (stage 0's checkpoint changed since)" in "\n".join(study_report(tmp_path / "runs", capsys))
+
+
+def test_a_run_whose_spec_toml_was_edited_after_training_is_never_counted(tmp_path, capsys):
+    from segrun.spec import spec_hash
+
+    row = next(row for row in ROWS if row.label == "HRNet / Baseline (wCE, ImageNet)")
+    hrnet = evaluation_spec(MANIFEST, row)
+    fake_run(tmp_path / "runs" / "edited", hrnet, 0.8113, 0)
+    metrics_file = tmp_path / "runs" / "edited" / "metrics.json"
+    trained_as = attrs.evolve(hrnet, optimizer=attrs.evolve(hrnet.optimizer, lr=0.02))  # what really trained
+    metrics_file.write_text(json.dumps({**json.loads(metrics_file.read_text()), "spec_hash": spec_hash(trained_as)}))
+    out = study_report(tmp_path / "runs", capsys)
+    line = next(index for index, line in enumerate(out) if " HRNet / Baseline (wCE, ImageNet) " in line)
+    assert out[line].split()[-2:] == ["0", "-"] and "spec.toml (edited after training)" in out[line + 1]

@@ -74,3 +74,16 @@ def test_a_member_trains_then_runs_its_extra_evaluation_once_and_is_then_finishe
     from segrun.submission import sweep_plan
     plan, finished = sweep_plan(spec, [], [], 2, tmp_path / "runs")
     assert finished == [run] and [m.overrides for (m,) in plan] == [("seed=0",)]
+
+
+def test_each_chain_stage_asks_for_its_own_resources(tmp_path, tiny_spec):
+    from segrun.submission import ClusterOptions, resources, sweep_plan
+
+    tiny_spec(name="stage.toml")
+    chain = tmp_path / "two_chain.toml"
+    chain.write_text('name = "two"\n[[stage]]\nname = "small"\nspec = "stage.toml"\n'
+                     '[[stage]]\nname = "big"\nspec = "stage.toml"\n'
+                     'overrides = ["trainer.devices=2", "data.num_workers=5"]\n')
+    ((small, big),), _ = sweep_plan(chain, [], [], None, tmp_path / "runs")
+    assert (resources(small, ClusterOptions()).tasks_per_node, resources(small, ClusterOptions()).cpus_per_task) == (1, 1)
+    assert (resources(big, ClusterOptions()).tasks_per_node, resources(big, ClusterOptions()).cpus_per_task) == (2, 6)

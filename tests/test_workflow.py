@@ -271,3 +271,12 @@ def test_predict_never_writes_among_its_inputs_nor_one_prediction_over_another(t
     assert main(["predict", str(run), str(images), "--out", str(tmp_path / "out"), "--format", "trainid"]) == 0
     assert "wrote 2 trainid predictions" in capsys.readouterr().out
     assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["b.jpg.png", "b.png.png"]
+
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "b.png").write_bytes(source.read_bytes())
+    assert main(["predict", str(run), str(images / "b.png"), str(other / "b.png"), "--out", str(tmp_path / "out2"),
+                 "--format", "trainid"]) == 2
+    assert capsys.readouterr().err == (f"segrun: error: {images / 'b.png'} and {other / 'b.png'}: would both be "
+                                       "predicted as b.png in --out; predict them into separate folders, or give "
+                                       "their common folder as the input (which keeps its layout)\n")

@@ -126,7 +126,7 @@ def _cuda_build(home: Path | None) -> tuple[bool, str]:
         return True, f"a GPU and nvcc in {home}"
     if os.environ.get("SEGRUN_BUILD_CUDA") == "1":
         return True, f"SEGRUN_BUILD_CUDA=1, nvcc in {home}"
-    return False, "no GPU here (SEGRUN_BUILD_CUDA=1 builds the CUDA kernels anyway)"
+    return False, "no GPU here; SEGRUN_BUILD_CUDA=1 would build the CUDA kernels too"
 
 
 def cache_name(with_cuda: bool, flags: dict) -> str:
@@ -182,7 +182,7 @@ def _build_just_in_time(why: str) -> Library:
                            is_python_module=False, verbose=False)
     except (RuntimeError, OSError, ImportError) as error:
         return Library(False, reason=f"just-in-time build failed: {_first_error_line(str(error))}")
-    kind = f"with CUDA kernels ({cuda_reason})" if with_cuda else f"CPU only ({cuda_reason})"
+    kind = f"with CUDA kernels: {cuda_reason}" if with_cuda else f"CPU only: {cuda_reason}"
     return Library(True, how=f"just-in-time build {name}, {kind}")
 
 
