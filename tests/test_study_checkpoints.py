@@ -225,7 +225,7 @@ def test_eval_scores_a_study_checkpoint_with_a_spec_as_the_same_weights_in_segru
     assert main(["eval", "study.ckpt", "--spec", str(spec_file), "--no-progress"]) == 0
     study = json.loads((tmp_path / "study.eval.json").read_text())
     assert f"weights: {len(segrun_state)} tensors from study.ckpt; missing: none; unexpected: none" in capsys.readouterr().out
-    assert study["checkpoint"] == "study.ckpt" and study["spec"] == str(spec_file) and study["protocol"] == "eval"
+    assert study["checkpoint"] == str(tmp_path.resolve() / "study.ckpt") and study["spec"] == str(spec_file.resolve()) and study["protocol"] == "eval"
     assert main(["eval", "segrun.ckpt", "--spec", str(spec_file), "--out", "twin.json", "--no-progress"]) == 0
     assert study["confusion_matrix"] == json.loads((tmp_path / "twin.json").read_text())["confusion_matrix"]
     capsys.readouterr()
