@@ -56,9 +56,10 @@ class SegmentationTask(pl.LightningModule):
         return loss
 
     # A non-finite loss is caught without a host-device synchronisation per step: the step is recorded
-    # on the device, its gradients are zeroed there before the optimizer runs (so no weight takes
-    # anything of it), and the run stops at the next point where Lightning synchronises anyway (a
-    # logging step) or before anything is checkpointed (validation, the end of an epoch or of training).
+    # on the device, its gradients are zeroed there before the optimizer runs (no NaN reaches a weight;
+    # momentum and weight decay still move them that step), and the run stops at the next point where
+    # Lightning synchronises anyway (a logging step) or before anything is checkpointed (validation,
+    # the end of an epoch or of training), so no checkpoint holds weights trained past the bad step.
 
     def _watch_finite(self, loss: torch.Tensor) -> None:
         if self._first_bad is None:  # (step, epoch, loss) of the first non-finite loss; step -1: none yet

@@ -1,3 +1,4 @@
+import contextlib
 import csv
 import json
 import os
@@ -13,6 +14,25 @@ REFERENCE = Path(__file__).resolve().parent / "reference"  # copied in; see its 
 # The suite builds segrun's CUDA kernels wherever nvcc is, GPU or not (segrun itself builds them only
 # where a GPU is): a kernel that does not compile fails the suite (tests/test_kernels.py).
 os.environ.setdefault("SEGRUN_BUILD_CUDA", "1")
+
+
+# Both implementations of segrun.ops, for tests that hold an op to a formula: "torch" (the PyTorch
+# specification) and "ext" (the compiled library; SEGRUN_OPS=ext fails where it cannot load).
+OPS_MODES = ["torch", "ext"]
+
+
+@contextlib.contextmanager
+def ops_mode(mode: str):
+    """SEGRUN_OPS=mode inside the block (segrun.ops reads it at every call)."""
+    before = os.environ.get("SEGRUN_OPS")
+    os.environ["SEGRUN_OPS"] = mode
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["SEGRUN_OPS"]
+        else:
+            os.environ["SEGRUN_OPS"] = before
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import OPS_MODES, ops_mode
 from segrun.ops import attention_fuse
 
 
@@ -43,14 +44,16 @@ def fuse_inputs(draw):
     return pred_hi, pred_lo, attn_lo, draw(st.booleans())
 
 
+@pytest.mark.parametrize("mode", OPS_MODES)
 @settings(max_examples=60, deadline=None)
-@given(fuse_inputs())
-def test_matches_the_formula(inputs):
+@given(inputs=fuse_inputs())
+def test_matches_the_formula(mode, inputs):
     pred_hi, pred_lo, attn_lo, align_corners = inputs
     height, width = pred_hi.shape[-2:]
     up = lambda t: naive_bilinear(t.numpy(), height, width, align_corners)
     expected = up(attn_lo * pred_lo) + (1 - up(attn_lo)) * pred_hi.numpy()
-    fused = attention_fuse(pred_hi, pred_lo, attn_lo, align_corners=align_corners)
+    with ops_mode(mode):
+        fused = attention_fuse(pred_hi, pred_lo, attn_lo, align_corners=align_corners)
     np.testing.assert_allclose(fused.numpy(), expected, atol=1e-10)
 
 

@@ -1,4 +1,8 @@
 """Coarse Cityscapes, fine+coarse and PASCAL Context 59/60 on synthetic downloads."""
+import ast
+import re
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -11,7 +15,6 @@ from segrun.data.cityscapes_labels import LABEL_ID_TO_TRAIN_ID
 from segrun.data.downloads import BROKEN_IN_DOWNLOAD
 from segrun.data.image_io import read_label, read_rgb
 from segrun.data.pascal_context import prepare as prepare_context
-from segrun.data.pascal_context_labels import CLASS_IDS
 from segrun.data.synthetic_cityscapes import render_scene, scene_seed, synthesize_with_coarse
 from segrun.data.synthetic_pascal_context import synthesize as synthesize_context
 from segrun.errors import DatasetError
@@ -116,20 +119,39 @@ def test_coarse_without_train_extra_names_the_download(tmp_path):
         DATASETS["cityscapes_coarse"](tmp_path, "train")
 
 
-def test_context_preparation_writes_60_classes_pixel_by_pixel(context_root):
+def reference_context_classes() -> tuple[list[int], list[str]]:
+    """The 60 classes as tests/reference/pascal_context.md lists them (not as segrun's code does):
+    the 459-label id of each class, and its name."""
+    text = (Path(__file__).parent / "reference" / "pascal_context.md").read_text()
+    ids = ast.literal_eval(re.search(r"```\n(\[.*?\])\n```", text, re.S).group(1))
+    names = re.search(r"Class names in that order: (.*)\.\n", text).group(1).split(", ")
+    assert len(ids) == len(names) == 60
+    return ids, names
+
+
+def test_context_preparation_writes_the_reference_classes_for_every_full_label_id(context_root):
+    ids, names = reference_context_classes()
+    # One image's label map holds every id of the 459-label space (0..459), the others the generator's.
+    (first,) = (context_root / "trainval").glob("2008_000000.mat")
+    shape = scipy.io.loadmat(first)["LabelMap"].shape
+    every_id = np.resize(np.arange(460, dtype=np.uint16), shape)
+    scipy.io.savemat(first, {"LabelMap": every_id})
     assert prepare_context(context_root, progress=False) == 5
     for split, count in (("train", 3), ("val", 2)):
         labels = sorted((context_root / "Annotations" / split).glob("*.png"))
         assert len(labels) == count
         for label_file in labels:
             full = scipy.io.loadmat(context_root / "trainval" / f"{label_file.stem}.mat")["LabelMap"]
-            prepared = read_label(label_file)
-            for index, full_id in enumerate(CLASS_IDS):
-                assert (prepared[full == full_id] == index).all()
-            assert (prepared[~np.isin(full, CLASS_IDS)] == 0).all()
+            expected = np.zeros_like(full)  # an id outside the 60 is background
+            for index, full_id in enumerate(ids):
+                expected[full == full_id] = index
+            assert np.array_equal(read_label(label_file), expected), label_file
             assert (context_root / "Images" / split / f"{label_file.stem}.jpg").read_bytes() == \
                 (context_root / "VOCdevkit" / "VOC2010" / "JPEGImages" / f"{label_file.stem}.jpg").read_bytes()
+    assert set(np.unique(read_label(context_root / "Annotations" / "train" / "2008_000000.png"))) == set(range(60))
     assert prepare_context(context_root, progress=False) == 0
+    sixty, fifty_nine = DATASETS["pascal_context60"](context_root, "val"), DATASETS["pascal_context59"](context_root, "val")
+    assert list(sixty.class_names) == names and list(fifty_nine.class_names) == names[1:]
 
 
 def test_context_59_is_60_without_background_pixel_by_pixel(context_root):

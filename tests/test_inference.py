@@ -17,6 +17,25 @@ def test_sliding_windows_reassemble_a_pixelwise_prediction():
     assert torch.allclose(sliding_logits(pixelwise, images, (16, 20)), pixelwise(images), atol=1e-6)
 
 
+def test_sliding_windows_average_the_logits_of_overlapping_windows_by_hand():
+    """A model with border effects (zero-padded 3x3 convolution): each window's logits near its edges
+    differ from the whole image's, so overlapping windows must be averaged, not overwritten."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(1, 2, 3, padding=1)
+    image = torch.randn(1, 1, 10, 14)
+    # 6x8 windows over 10x14 at stride 2/3 of the window: rows start at 0 and 4, columns at 0, 5 and 6
+    windows = [(top, left) for top in (0, 4) for left in (0, 5, 6)]
+    total, count = torch.zeros(1, 2, 10, 14), torch.zeros(10, 14)
+    with torch.no_grad():
+        for top, left in windows:
+            total[..., top:top + 6, left:left + 8] += conv(image[..., top:top + 6, left:left + 8])
+            count[top:top + 6, left:left + 8] += 1
+        assert count.min() == 1 and count.max() == 6  # every pixel covered; some by six windows
+        expected = total / count
+        torch.testing.assert_close(sliding_logits(conv, image, (6, 8)), expected, rtol=1e-6, atol=1e-6)
+        assert not torch.allclose(expected, conv(image), atol=1e-3)  # the borders do matter here
+
+
 def make_mirror_symmetric(model):
     """Every conv kernel equal to its left-right mirror: with an odd input size (all strides then
     sample symmetric positions) and align_corners=True, the model commutes with a horizontal flip."""

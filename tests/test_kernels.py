@@ -1,7 +1,6 @@
 """The compiled ops (csrc/) held to their PyTorch specifications: the CPU C++ implementations on
 every machine, the CUDA kernels where a GPU is present (marked `cuda`)."""
-import contextlib
-import os
+import shutil
 
 import numpy as np
 import pytest
@@ -9,6 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import ops_mode
 from segrun import losses, ops
 from segrun.ops import extension
 
@@ -17,33 +17,21 @@ DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 
 @pytest.fixture(scope="module", autouse=True)
 def built_library():
-    with forced("ext"):
+    with ops_mode("ext"):
         found = extension.library()
     if not found.loaded:
-        if os.environ.get("CI"):
-            pytest.fail(f"segrun's operator library did not build: {found.reason}")
-        pytest.skip(f"segrun's operator library did not build: {found.reason}")
+        # A kernel that does not compile fails the suite on every machine that has a C++ compiler.
+        if not any(shutil.which(name) for name in ("c++", "g++", "clang++")):
+            pytest.skip(f"no C++ compiler on this machine: {found.reason}")
+        pytest.fail(f"segrun's operator library did not build: {found.reason}")
     return found
-
-
-@contextlib.contextmanager
-def forced(mode):
-    before = os.environ.get("SEGRUN_OPS")
-    os.environ["SEGRUN_OPS"] = mode
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["SEGRUN_OPS"]
-        else:
-            os.environ["SEGRUN_OPS"] = before
 
 
 def both(op, *args, **kwargs):
     """(compiled result, PyTorch result) of a public op."""
-    with forced("ext"):
+    with ops_mode("ext"):
         compiled = op(*args, **kwargs)
-    with forced("torch"):
+    with ops_mode("torch"):
         reference = op(*args, **kwargs)
     return compiled, reference
 
@@ -56,7 +44,6 @@ def test_the_cuda_kernels_are_compiled_wherever_nvcc_and_a_cuda_torch_are(built_
 
 
 def test_the_build_is_named_by_its_sources_and_compiles_cuda_only_where_asked(tmp_path, monkeypatch):
-    import shutil
 
     sources = tmp_path / "csrc"
     shutil.copytree(extension.CSRC, sources)
@@ -172,7 +159,7 @@ def test_rmi_kernel_equals_the_specification_value_and_gradient(device, maps):
     grads = []
     for mode in ("ext", "torch"):
         leaf = probs.clone().requires_grad_(True)
-        with forced(mode):
+        with ops_mode(mode):
             value = ops.rmi_lower_bound(labels, leaf)
         weights = torch.arange(1, value.numel() + 1, dtype=value.dtype, device=device)
         (gradient,) = torch.autograd.grad((value * weights).sum(), leaf)
@@ -191,7 +178,7 @@ def test_rmi_kernel_gradcheck_in_float64(device):
     generator = torch.Generator().manual_seed(1)
     labels = (torch.rand(2, 2, 5, 6, generator=generator) > 0.5).double().to(device)
     probs = (torch.rand(2, 2, 5, 6, generator=generator, dtype=torch.float64) * 0.9 + 0.05).to(device)
-    with forced("ext"):
+    with ops_mode("ext"):
         assert torch.autograd.gradcheck(lambda p: ops.rmi_lower_bound(labels, p), (probs.requires_grad_(True),))
 
 
@@ -208,7 +195,7 @@ def test_rmi_loss_through_the_kernel_matches_the_reference(reference, device, na
     logits = torch.tensor(data["logits"], device=device, requires_grad=True)
     options = {"class_weights": data["class_weights"].tolist()} if name == "wrmi" else {}
     loss_fn = losses.create(name, logits.shape[1], **options).to(device)
-    with forced("ext"):
+    with ops_mode("ext"):
         loss = loss_fn(logits, torch.tensor(data["labels"], device=device))
     loss.backward()
     expected_grad = data[f"{name}_grad"]
@@ -225,7 +212,7 @@ def test_rmi_kernel_under_autocast_takes_float32_maps(device, dtype):
     generator = torch.Generator().manual_seed(2)
     labels = (torch.rand(2, 3, 7, 7, generator=generator) > 0.5).float().to(device)
     probs = torch.rand(2, 3, 7, 7, generator=generator).to(device)
-    with forced("ext"), torch.autocast(device, dtype=dtype):
+    with ops_mode("ext"), torch.autocast(device, dtype=dtype):
         value = torch.ops.segrun.rmi_lower_bound_forward(labels.to(dtype), probs.to(dtype), 5e-4)[0]
     expected = torch.ops.segrun.rmi_lower_bound_forward(labels.to(dtype).float(), probs.to(dtype).float(), 5e-4)[0]
     assert value.dtype == torch.float64 and torch.isfinite(value).all()
@@ -265,7 +252,7 @@ def test_attention_fuse_kernel_equals_the_specification_forward_and_backward(dev
     results = []
     for mode in ("ext", "torch"):
         leaves = [t.detach().clone().requires_grad_(True) for t in tensors]
-        with forced(mode):
+        with ops_mode(mode):
             out = ops.attention_fuse(*leaves, align_corners)
         results.append((out.detach(), *torch.autograd.grad(out, leaves, grad)))
     tolerance = FUSE_TOLERANCE[tensors[0].dtype]
@@ -283,7 +270,7 @@ def test_attention_fuse_kernel_gradcheck_in_float64(device, align_corners):
               torch.randn(2, 3, 3, 5, generator=generator, dtype=torch.float64),
               torch.rand(2, 1, 3, 5, generator=generator, dtype=torch.float64))
     inputs = tuple(t.to(device).requires_grad_(True) for t in inputs)
-    with forced("ext"):
+    with ops_mode("ext"):
         assert torch.autograd.gradcheck(lambda *t: ops.attention_fuse(*t, align_corners), inputs)
 
 

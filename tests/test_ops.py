@@ -1,7 +1,9 @@
+import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import OPS_MODES, ops_mode
 from segrun.ops import confusion_matrix
 
 
@@ -26,16 +28,19 @@ def batches(draw):
     return logits, target, num_classes
 
 
+@pytest.mark.parametrize("mode", OPS_MODES)
 @settings(max_examples=60, deadline=None)
-@given(batches())
-def test_confusion_matrix_matches_a_naive_loop(batch):
+@given(batch=batches())
+def test_confusion_matrix_matches_a_naive_loop(mode, batch):
     logits, target, num_classes = batch
     prediction = logits.argmax(1)
     expected = naive_confusion(prediction, target, num_classes, 255)
-    from_logits = confusion_matrix(logits, target, num_classes)
+    with ops_mode(mode):
+        from_logits = confusion_matrix(logits, target, num_classes)
+        from_prediction = confusion_matrix(prediction, target, num_classes)
     assert from_logits.dtype == torch.int64 and from_logits.shape == (num_classes, num_classes)
     assert torch.equal(from_logits, expected)
-    assert torch.equal(confusion_matrix(prediction, target, num_classes), expected)
+    assert torch.equal(from_prediction, expected)
 
 
 def test_rows_are_targets_columns_predictions_and_out_of_range_is_skipped():

@@ -152,10 +152,14 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tiny, tmp_
         return loss * float("nan") if torch.is_grad_enabled() and len(calls) == 3 else loss
 
     monkeypatch.setattr(CrossEntropy, "compute", nan_on_third_step)
-    loaded = build.load_spec(tiny, ["trainer.epochs=2"])
+    # Two steps an epoch, logged every 50: the bad step (step 2, the first of epoch 1) is held on the
+    # device and the stop comes at the end of epoch 1, before its checkpoints are written.
+    loaded = build.load_spec(tiny, ["trainer.epochs=3", "trainer.log_every_n_steps=50"])
     with pytest.raises(UserError, match=r"the training loss became nan at step 2 \(epoch 1\); the last good checkpoint is checkpoints/last\.ckpt"):
         runner.train(loaded, tmp_path / "runs", progress=False)
+    assert len(calls) == 4  # the step after the bad one ran: the stop was deferred to the epoch's end
     folder = runner.run_folder_for(resolve(loaded), tmp_path / "runs", init=None)
+    assert sorted(p.name for p in folder.checkpoints.iterdir()) == ["best-epoch=000.ckpt", "last.ckpt"]
     state = torch.load(folder.checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
     assert state["global_step"] == 2 and all(torch.isfinite(t).all() for t in state["state_dict"].values() if t.is_floating_point())
     assert not folder.finished
