@@ -13,6 +13,7 @@ from torch import nn
 
 from segrun.atomic_write import write_atomically
 from segrun.errors import UserError
+from segrun.ops.extension import pytorch_only
 from segrun.predictor import PredictionModule, load
 
 FORMATS = ("onnx", "pt2")
@@ -29,12 +30,13 @@ class LabelsAndScores(nn.Module):
 
 
 def exported_program(prediction: PredictionModule) -> torch.export.ExportedProgram:
-    """The program of `prediction` (on the CPU) for any batch size, height and width."""
+    """The program of `prediction` (on the CPU) for any batch size, height and width, made of
+    PyTorch's own ops only (segrun's compiled ops are traced as their PyTorch implementations)."""
     # batch 2: a batch of 1 would be fixed at 1; large enough that even a 0.5x scale's coarsest
     # feature map has more than one row and column, where export would otherwise specialise
     example = torch.randint(0, 256, (2, 3, 192, 256)).float()
     dynamic = torch.export.Dim.DYNAMIC  # the bounds are what the model's resizes allow, found by export
-    with torch.no_grad():
+    with torch.no_grad(), pytorch_only():
         return torch.export.export(LabelsAndScores(prediction).eval(), (example,),
                                    dynamic_shapes=({0: dynamic, 2: dynamic, 3: dynamic},))
 

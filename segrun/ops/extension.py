@@ -6,6 +6,7 @@ or none, and the PyTorch implementations run. `SEGRUN_OPS` chooses: `auto` (defa
 library where it measured faster than PyTorch (AUTO: per op and device), `ext` uses the library on
 every device (building it if needed, failing loudly if it cannot), `torch` never loads it.
 """
+import contextlib
 import hashlib
 import importlib.util
 import logging
@@ -53,7 +54,25 @@ def after_loading(register: Callable[[], None]) -> Callable[[], None]:
     return register
 
 
+_pytorch_only = False  # see pytorch_only()
+
+
+@contextlib.contextmanager
+def pytorch_only():
+    """Inside the block every op runs its PyTorch implementation, whatever SEGRUN_OPS says: for
+    graphs traced for export, which must hold no op of segrun's library (ONNX has no translation
+    of it, and a .pt2 program would need the library wherever it is loaded)."""
+    global _pytorch_only
+    before, _pytorch_only = _pytorch_only, True
+    try:
+        yield
+    finally:
+        _pytorch_only = before
+
+
 def mode() -> str:
+    if _pytorch_only:
+        return "torch"
     value = os.environ.get("SEGRUN_OPS", "auto").strip().lower() or "auto"
     if value not in MODES:
         raise ExtensionError(f"SEGRUN_OPS={value!r} is not one of {', '.join(MODES)}")
