@@ -260,7 +260,8 @@ def load_trained(model: nn.Module, path: Path) -> str:
     the model must come from the file and every model tensor of the file must fit, else nothing is
     loaded and the error names what differs. BatchNorm's `num_batches_tracked` counters, which files
     of PyTorch 0.4 (HRNet-Semantic-Segmentation's master branch) do not hold and which evaluation
-    does not use, are filled with zeros, and the summary says so. A file in NVIDIA's layout loaded
+    does not use, are filled with zeros, and the summary says so; such a file's BatchNorm weights are
+    taken as its InPlaceABN applied them (|weight| + 1e-5). A file in NVIDIA's layout loaded
     into a model resizing with align_corners true gets a note: NVIDIA's code resizes without."""
     state = read_state_dict(path)
     matching = _match(model, state, path, strict_backbone=False)
@@ -271,14 +272,34 @@ def load_trained(model: nn.Module, path: Path) -> str:
     if not matching.complete:
         raise UserError(f"{path}: does not fit this model ({matching.summary()}); check model.name, model.backbone "
                         "and the dataset's number of classes against what the file was trained as")
-    model.load_state_dict(matching.loaded)
     notes = [f"BatchNorm's num_batches_tracked filled with 0 in {len(counters)} layers (the file predates them; "
              "evaluation does not use them)"] if counters else []
+    if _inplace_abn_file(state):
+        gammas = [name for name in matching.loaded
+                  if name.endswith(".weight") and name.removesuffix("weight") + "running_var" in matching.loaded]
+        matching.loaded.update({name: matching.loaded[name].abs() + INPLACE_ABN_EPS for name in gammas})
+        notes.append(f"BatchNorm weights of {len(gammas)} layers taken as |weight| + {INPLACE_ABN_EPS:g}, as the "
+                     "InPlaceABN of HRNet-Semantic-Segmentation's master branch applies them")
+    model.load_state_dict(matching.loaded)
     if _nvidia_layout(state) and getattr(model, "align_corners", False):
         notes.append("a file in NVIDIA's layout (module.backbone, module.ocr): NVIDIA trains and evaluates with "
                      "align_corners false (its config.py), this spec's model.align_corners is true, so predictions "
                      "differ from NVIDIA's; specs/published/nvidia_cityscapes_ms_ocr.toml has NVIDIA's settings")
     return "weights: " + matching.summary() + "".join(f"; {note}" for note in notes)
+
+
+# HRNet-Semantic-Segmentation's master branch normalises with InPlaceABNSync(activation="none"),
+# whose kernels scale by |weight| + eps (its inplace_abn_cpu.cpp and inplace_abn_cuda.cu), not by
+# the weight as torch's BatchNorm does.
+INPLACE_ABN_EPS = 1e-5
+
+
+def _inplace_abn_file(state: dict) -> bool:
+    """A file of HRNet-Semantic-Segmentation's master branch: HRNetV2's head as `last_layer` (released
+    under `model.` or not) and no BatchNorm counter (InPlaceABN keeps none; the HRNet-OCR branch's
+    and the study's files, trained with torch's BatchNorm, hold them)."""
+    return (any(key.removeprefix("model.").startswith("last_layer.") for key in state)
+            and not any(key.endswith("num_batches_tracked") for key in state))
 
 
 def _nvidia_layout(state: dict) -> bool:
