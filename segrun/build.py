@@ -205,10 +205,11 @@ def task(loaded: Spec, load_weights: bool = True, init: InitCheckpoint | None = 
     if loaded.trainer.compile:
         network.compile()
     dataset_class = DATASETS[loaded.data.dataset]
-    return SegmentationTask(network, losses(loaded), [loss.weight for loss in loaded.loss],
-                            models.output_names(loaded.model), dataset_class.num_classes,
-                            dataset_class.class_names, dataset_class.ignore_index,
-                            optimization(loaded.optimizer, loaded.schedule), predictor(loaded.eval),
+    return SegmentationTask(network, losses=losses(loaded), loss_weights=[loss.weight for loss in loaded.loss],
+                            output_names=models.output_names(loaded.model), num_classes=dataset_class.num_classes,
+                            class_names=dataset_class.class_names, ignore_index=dataset_class.ignore_index,
+                            configure_optimization=optimization(loaded.optimizer, loaded.schedule),
+                            predict=predictor(loaded.eval),
                             predict_is_forward=predicts_by_forward(loaded.eval), channels_last=channels_last,
                             test_predict=None if loaded.test is None else predictor(loaded.test))
 

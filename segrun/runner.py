@@ -54,16 +54,7 @@ def train(spec: Spec, runs_dir: Path, force: bool = False, progress: bool = True
                   "in a new folder")
             return planned
         print(said)
-    ensure_dataset(spec.data, progress)
-    pl.seed_everything(spec.seed, workers=True, verbose=False)
-    task = build.task(spec, init=init)
-    datamodule = build.datamodule(spec)
-    datamodule.setup("fit")  # a missing or broken dataset is said now
-    largest = largest_image(datamodule.train_set)
-    oversized = oversized_crop(spec.data.train_pipeline, largest) if largest else None
-    if oversized:
-        print(f"segrun: warning: data.train_pipeline {oversized}; lower the crop, or use images of the size the "
-              "spec is for", file=sys.stderr)
+    task, datamodule = _ready_to_train(spec, init, progress)
     folder = run_folder_for(spec, runs_dir, init, force)
     with sole_writer(folder):
         if folder.finished and not force:  # finished by another start while this one was getting ready
@@ -82,6 +73,22 @@ def train(spec: Spec, runs_dir: Path, force: bool = False, progress: bool = True
             _write_metrics(spec, folder, task, trainer, best, init, train_seconds, validation_seconds,
                            len(datamodule.val_set), test)
     return folder
+
+
+def _ready_to_train(spec: Spec, init: InitCheckpoint | None, progress: bool):
+    """The seeded task with its weights loaded and the datamodule set up for fitting, or the error
+    of whatever is missing or broken (the dataset, a weights file), before a run folder is made."""
+    ensure_dataset(spec.data, progress)
+    pl.seed_everything(spec.seed, workers=True, verbose=False)
+    task = build.task(spec, init=init)
+    datamodule = build.datamodule(spec)
+    datamodule.setup("fit")
+    largest = largest_image(datamodule.train_set)
+    oversized = oversized_crop(spec.data.train_pipeline, largest) if largest else None
+    if oversized:
+        print(f"segrun: warning: data.train_pipeline {oversized}; lower the crop, or use images of the size the "
+              "spec is for", file=sys.stderr)
+    return task, datamodule
 
 
 def largest_image(dataset, sample: int = 100) -> tuple[int, int] | None:

@@ -16,7 +16,7 @@ class NonFiniteLoss(RuntimeError):
 
 
 class SegmentationTask(pl.LightningModule):
-    def __init__(self, model: nn.Module, losses: list[nn.Module], loss_weights: list[float], output_names,
+    def __init__(self, model: nn.Module, *, losses: list[nn.Module], loss_weights: list[float], output_names,
                  num_classes: int, class_names, ignore_index: int, configure_optimization: Callable[..., dict],
                  predict: Callable[[nn.Module, torch.Tensor], torch.Tensor], predict_is_forward: bool = False,
                  channels_last: bool = False,

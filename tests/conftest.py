@@ -111,6 +111,18 @@ def write_tiny_spec(folder: Path, extra: str = "", name: str = "spec.toml", mode
     return path
 
 
+def trained_tiny_run(root: Path, **fields) -> tuple[Path, Path]:
+    """(spec file, run folder) of a tiny run trained to its end under root (spec, data and runs/
+    there), one epoch unless `fields` say otherwise: for module-scoped fixtures of tests that only
+    read a finished run."""
+    from segrun.cli import main
+
+    spec_file = write_tiny_spec(root, **{"epochs": 1, **fields})
+    assert main([str(spec_file), "--runs", str(root / "runs"), "--no-progress"]) == 0
+    (folder,) = (root / "runs").iterdir()
+    return spec_file, folder
+
+
 @pytest.fixture
 def tiny_spec(tmp_path):
     """tiny_spec(extra="", name="spec.toml", model="hrnet", **fields) -> write_tiny_spec in tmp_path."""
@@ -208,6 +220,13 @@ def small_disk(tmp_path):
 
     yield SmallDisk(folder)
     subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def logged_losses(folder, version: int = 0) -> list[tuple[int, float]]:
+    """(step, train/loss) of each logged training step in one attempt's CSV log of a run folder (a
+    path or a segrun.run_folder.RunFolder)."""
+    with open(Path(getattr(folder, "path", folder)) / "logs" / "csv" / f"version_{version}" / "metrics.csv") as file:
+        return [(int(row["step"]), float(row["train/loss"])) for row in csv.DictReader(file) if row.get("train/loss")]
 
 
 def validation_scores(folder) -> dict[int, float]:  # folder: a segrun.run_folder.RunFolder

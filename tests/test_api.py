@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import segrun
+from conftest import trained_tiny_run
 from segrun.cli import main
 from segrun.data.image_io import read_rgb
 from segrun.errors import UserError
@@ -13,14 +14,8 @@ from segrun.errors import UserError
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """(spec file, run folder, a val image) of a tiny run trained for one epoch."""
-    from conftest import TINY_SPEC
-
     root = tmp_path_factory.mktemp("api")
-    spec_file = root / "spec.toml"
-    spec_file.write_text(TINY_SPEC.format(dataset="cityscapes", root=root / "data", batch_size=4, train_images=8,
-                                          val_images=2, width=128, lr=0.003, epochs=1))
-    assert main([str(spec_file), "--runs", str(root / "runs"), "--no-progress"]) == 0
-    (folder,) = (root / "runs").iterdir()
+    spec_file, folder = trained_tiny_run(root, train_images=8, val_images=2)
     return spec_file, folder, next((root / "data" / "leftImg8bit" / "val").rglob("*.png"))
 
 
@@ -38,11 +33,32 @@ def test_a_run_predicts_train_ids_and_probabilities_of_an_array_or_a_path(traine
         predictor.predict(image.astype(np.float32))
 
 
-def test_options_replace_the_runs_evaluation_settings(trained):
-    _, folder, _ = trained
+def test_options_replace_the_runs_evaluation_settings_and_the_predictions_follow_them(trained):
+    _, folder, image_file = trained
     assert segrun.load(folder).options.flip is False
     options = segrun.load(folder, flip=True, scales=(0.5, 1.0)).options
     assert options.flip is True and options.scales == (0.5, 1.0)
+    image = read_rgb(image_file)
+    mirror = np.ascontiguousarray(image[:, ::-1])
+
+    def log_probabilities(picture, **settings):
+        return np.log(segrun.load(folder, **settings).probabilities(picture).astype(np.float64))
+
+    def softmax(logits):
+        exp = np.exp(logits - logits.max(0))
+        return exp / exp.sum(0)
+
+    # flip: the softmax of the mean of the image's and the mirror's logits (log-probabilities differ
+    # from logits by one value per pixel, which the softmax ignores)
+    for scale in (0.5, 1.0):
+        plain, mirrored = log_probabilities(image, scales=(scale,)), log_probabilities(mirror, scales=(scale,))
+        flipped = segrun.load(folder, scales=(scale,), flip=True).probabilities(image)
+        np.testing.assert_allclose(flipped, softmax((plain + mirrored[:, :, ::-1]) / 2), rtol=0, atol=1e-5)
+    # scales: the mean of each scale's probabilities (this run's combine)
+    each = [segrun.load(folder, scales=(scale,), flip=True).probabilities(image) for scale in (0.5, 1.0)]
+    np.testing.assert_allclose(segrun.load(folder, flip=True, scales=(0.5, 1.0)).probabilities(image),
+                               (each[0] + each[1]) / 2, rtol=0, atol=1e-6)
+    assert not np.allclose(each[0], each[1], atol=1e-3)  # the scales do give different scores
     with pytest.raises(UserError, match="prediction options"):
         segrun.load(folder, scales=())
 

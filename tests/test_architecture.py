@@ -1,5 +1,6 @@
-"""The layering rules of DESIGN.md, checked on the source: no import cycle inside segrun/ (imports
-inside functions count), and the spec layer knows neither torch nor the registries above it."""
+"""The layering rules of docs/contributing.md ("How the code is laid out"), checked on the source:
+no import cycle inside segrun/ (imports inside functions count), and the spec layer knows neither
+torch nor the registries above it."""
 import ast
 import subprocess
 import sys

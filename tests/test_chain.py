@@ -109,6 +109,39 @@ def test_a_stage_stopped_by_a_signal_is_a_stop_not_a_failure(chain_file, tmp_pat
     assert "failed" not in line
 
 
+def test_a_failed_stage_stops_the_chain_with_its_error(chain_file, tmp_path, capsys):
+    # stage 1's learning rate makes its loss overflow at once
+    chain_file.write_text(CHAIN.format(second_epochs=1).replace('"optimizer.lr=0.001"', '"optimizer.lr=1e30"'))
+    runs = tmp_path / "runs"
+    assert main(["chain", str(chain_file), "--runs", str(runs), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("segrun: error: chain tinychain: stage 1 (second) failed: ") and err.count("\n") == 0
+    assert "the training loss became" in err
+    assert err.endswith(f"after fixing it, `segrun chain {chain_file}` continues here (finished stages are kept)")
+    assert list(runs.glob("tinychain-fine-*/metrics.json")) and not list(runs.glob("tinychain-third-*"))
+
+
+def test_a_stage_after_a_retrained_one_runs_anew(chain_file, tmp_path, capsys):
+    import torch
+
+    runs = tmp_path / "runs"
+    assert main(["chain", str(chain_file), "--up-to", "second", "--runs", str(runs), "--no-progress"]) == 0
+    (fine,), (second,) = runs.glob("tinychain-fine-*"), runs.glob("tinychain-second-*")
+    # stage 0 trained again to other weights: its best checkpoint holds other bytes
+    (best,) = fine.glob("checkpoints/best-*.ckpt")
+    state = torch.load(best, map_location="cpu", weights_only=False)
+    first = next(key for key, value in state["state_dict"].items() if value.is_floating_point())
+    state["state_dict"][first] += 0.01
+    torch.save(state, best)
+    capsys.readouterr()
+    assert main(["chain", str(chain_file), "--up-to", "second", "--runs", str(runs), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "already holds this finished run" in out.split("stage 1 (second)")[0]  # stage 0 is not trained again
+    (again,) = set(runs.glob("tinychain-second-*")) - {second}  # stage 1 runs anew, in a folder of its own
+    assert json.loads((again / "metrics.json").read_text())["init"]["path"] == str(best.resolve())
+    assert (second / "metrics.json").is_file()  # the earlier stage 1 is kept as it was
+
+
 def test_chain_errors_name_the_file_and_key(tmp_path):
     path = tmp_path / "chain.toml"
     path.write_text('name = "c"\n[[stage]]\nname = "a"\nspec = "x.toml"\nstart_from = "best"\n')

@@ -1,11 +1,11 @@
 """Really train a tiny HRNet on generated Cityscapes-layout data through the public entry points."""
-import csv
 import json
 import signal
 
 import pytest
 import torch
 
+from conftest import logged_losses
 from segrun import build, runner, spec
 from segrun.cli import main
 from segrun.resolve import resolve
@@ -14,11 +14,6 @@ from segrun.resolve import resolve
 @pytest.fixture
 def tiny(tiny_spec):
     return tiny_spec()
-
-
-def logged_losses(folder, version=0):
-    with open(folder.logs / "csv" / f"version_{version}" / "metrics.csv") as file:
-        return [(int(row["step"]), float(row["train/loss"])) for row in csv.DictReader(file) if row.get("train/loss")]
 
 
 def tensorboard_tags(folder) -> dict[str, list[str]]:
@@ -135,14 +130,15 @@ def test_last_checkpoint_follows_training_when_the_best_stays_early(tiny, tmp_pa
     assert (last["epoch"], last["global_step"]) == (2, 12)
 
 
-def test_the_same_spec_trains_the_same_way_twice(tmp_path, tiny_spec):
+def test_the_same_spec_trains_the_same_way_whatever_the_number_of_workers(tmp_path, tiny_spec):
     """Augmentations draw from albumentations' own generator: segrun seeds it for each training
-    sample, so a run repeats exactly (one worker here, to cover loading in a worker process)."""
+    sample, so a run repeats exactly whatever the number of loader workers (none: loading in the
+    main process; two: samples split between worker processes)."""
     path = tiny_spec(epochs=2)
     curves = []
-    for attempt in range(2):
-        runs = tmp_path / f"runs{attempt}"
-        assert main([str(path), "data.num_workers=1", "--runs", str(runs), "--no-progress"]) == 0
+    for workers in (0, 2):
+        runs = tmp_path / f"runs{workers}"
+        assert main([str(path), f"data.num_workers={workers}", "--runs", str(runs), "--no-progress"]) == 0
         (folder,) = runs.iterdir()
         curves.append([loss for _, loss in logged_losses(runner.RunFolder(folder))])
     assert len(curves[0]) >= 6 and curves[0] == curves[1]

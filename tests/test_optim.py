@@ -61,7 +61,8 @@ def test_a_fit_without_a_datamodule_schedules_over_lightnings_step_count():
         def forward(self, images):
             return [self.classifier(images)]
 
-    task = SegmentationTask(OneOutput(), [torch.nn.CrossEntropyLoss()], [1.0], ["main"], 2, ["a", "b"], 255, configure,
+    task = SegmentationTask(OneOutput(), losses=[torch.nn.CrossEntropyLoss()], loss_weights=[1.0], output_names=["main"],
+                            num_classes=2, class_names=["a", "b"], ignore_index=255, configure_optimization=configure,
                             predict=lambda model, images: model(images)[0].softmax(1))
     batches = DataLoader(TensorDataset(torch.randn(6, 3, 4, 4), torch.randint(0, 2, (6, 4, 4))), batch_size=2)
     trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False,

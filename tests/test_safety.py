@@ -7,6 +7,7 @@ import signal
 import pytest
 import torch
 
+from conftest import logged_losses, trained_tiny_run
 from segrun import build
 from segrun.cli import main
 from segrun.resolve import resolve
@@ -37,13 +38,6 @@ def snapshot(folder) -> dict:
 
 def train(spec_file, runs, *overrides) -> int:
     return main([str(spec_file), *overrides, "--runs", str(runs), "--no-progress"])
-
-
-def resumed_steps(folder, version: int) -> list[int]:
-    import csv
-
-    with open(folder.logs / "csv" / f"version_{version}" / "metrics.csv") as file:
-        return [int(row["step"]) for row in csv.DictReader(file) if row.get("train/loss")]
 
 
 def test_ctrl_c_writes_its_checkpoint_then_exits_130_with_one_line(tiny, tmp_path, signal_during, capsys):
@@ -86,7 +80,7 @@ def test_a_truncated_checkpoint_is_moved_aside_and_the_run_resumes_from_the_newe
     assert moved.keys() == {"last.ckpt", "interrupted.ckpt"}
     for name, path in moved.items():  # kept byte for byte
         assert path.read_bytes() == before[folder.checkpoints.relative_to(folder.path) / name]
-    assert resumed_steps(folder, version=1)[0] == best_state["global_step"]  # not step 0
+    assert logged_losses(folder, version=1)[0][0] == best_state["global_step"]  # not step 0
     assert folder.finished
     for path, data in before.items():  # everything else is still there as it was (checkpoints move on by design)
         if path.parent.name != "checkpoints":
@@ -117,7 +111,7 @@ def test_a_run_with_no_good_checkpoint_says_so_then_starts_again(tiny, tmp_path,
     assert "holds another model" in line
     moved = {path.name.partition(".unreadable-")[0]: path.read_bytes() for path in folder.checkpoints.glob("*.unreadable-*")}
     assert moved == before
-    assert resumed_steps(folder, version=1)[0] == 0
+    assert logged_losses(folder, version=1)[0][0] == 0
 
 
 def test_no_checkpoint_is_written_from_weights_that_were_not_restored(tiny, tmp_path, monkeypatch, signal_during,
@@ -158,14 +152,8 @@ def test_an_integer_beyond_64_bits_is_a_spec_error(tiny, where, capsys):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """(spec file, run folder) of a finished one-epoch run, shared by the argument tests, which only read it."""
-    from conftest import TINY_SPEC
-
-    root = tmp_path_factory.mktemp("trained")
-    spec_file = root / "spec.toml"
-    spec_file.write_text(TINY_SPEC.format(dataset="cityscapes", root=root / "data", batch_size=4, train_images=4,
-                                          val_images=3, width=96, lr=0.003, epochs=1))
-    assert train(spec_file, root / "runs") == 0
-    return spec_file, run_folder(spec_file, root / "runs")
+    spec_file, _ = trained_tiny_run(tmp_path_factory.mktemp("trained"), train_images=4, val_images=3, width=96)
+    return spec_file, run_folder(spec_file, spec_file.parent / "runs")
 
 
 class CallsTheShell:

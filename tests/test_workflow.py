@@ -231,8 +231,9 @@ def test_a_non_finite_loss_is_held_on_the_device_and_its_gradients_zeroed(monkey
     from segrun.task import NonFiniteLoss, SegmentationTask
 
     model = torch.nn.Conv2d(3, 2, 1)
-    task = SegmentationTask(_ListOutput(model), [torch.nn.Identity()], [1.0], ["out"], 2, ["a", "b"], 255,
-                            lambda params, steps: {}, predict=None)
+    task = SegmentationTask(_ListOutput(model), losses=[torch.nn.Identity()], loss_weights=[1.0], output_names=["out"],
+                            num_classes=2, class_names=["a", "b"], ignore_index=255,
+                            configure_optimization=lambda params, steps: {}, predict=None)
     loss = (model.weight.sum() + model.bias.sum()) * float("nan")
     monkeypatch.setattr(type(task), "global_step", property(lambda self: 7))
     monkeypatch.setattr(type(task), "current_epoch", property(lambda self: 1))

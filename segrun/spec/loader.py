@@ -306,6 +306,19 @@ def _source(origins: Origins, path: KeyPath, main: str) -> str:
 Check = typing.Callable[[Spec], None]  # raises KeyProblem; segrun.build.check_spec is the full one
 
 
+def _checked(table: dict, check: Check | None, source_of: typing.Callable[[KeyPath], str]) -> Spec:
+    """The Spec of a table, type- and range-checked and then `check`ed; a problem is a SpecError
+    naming source_of(the key's path) and the key."""
+    try:
+        _check_integers(table)
+        spec = build(Spec, table)
+        if check is not None:
+            check(spec)
+    except KeyProblem as error:
+        raise SpecError(f"{source_of(error.path)}: {dotted(error.path)}: {error.problem}") from None
+    return spec
+
+
 def load(path, overrides=(), check: Check | None = None) -> Spec:
     """Read a spec file, resolve its `extends` chain, apply KEY=VALUE overrides, convert and check
     types and ranges, then run `check` (names and cross-section rules: segrun.build.load_spec)."""
@@ -313,15 +326,7 @@ def load(path, overrides=(), check: Check | None = None) -> Spec:
     table, origins = _read_with_extends(path, ())
     for override in overrides:
         apply_override(table, origins, override)
-    try:
-        _check_integers(table)
-        spec = build(Spec, table)
-        if check is not None:
-            check(spec)
-    except KeyProblem as error:
-        source = _source(origins, error.path, str(path))
-        raise SpecError(f"{source}: {dotted(error.path)}: {error.problem}") from None
-    return spec
+    return _checked(table, check, lambda key: _source(origins, key, str(path)))
 
 
 def load_section(path: Path, cls):
@@ -359,15 +364,7 @@ def dumps(spec: Spec) -> str:
 
 def loads(text: str, source: str = "<spec>", check: Check | None = None) -> Spec:
     """Load a resolved spec from TOML text (no extends, no overrides), checked as in `load`."""
-    table = parse_toml(text, source)
-    try:
-        _check_integers(table)
-        spec = build(Spec, table)
-        if check is not None:
-            check(spec)
-    except KeyProblem as error:
-        raise SpecError(f"{source}: {dotted(error.path)}: {error.problem}") from None
-    return spec
+    return _checked(parse_toml(text, source), check, lambda key: source)
 
 
 def spec_hash(spec: Spec) -> str:
