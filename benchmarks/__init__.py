@@ -1,5 +1,5 @@
-"""segrun's benchmarks: `segrun bench ops` and `segrun bench train`. Speed claims in the README
-are only what these measure; results/ holds the committed runs, one JSON and one Markdown file
+"""segrun's benchmarks: `segrun bench ops` and `segrun bench train`. Speed claims in the documentation
+(docs/performance.md) are only what these measure; results/ holds the committed runs, one JSON and one Markdown file
 per device and date."""
 import json
 from collections.abc import Callable

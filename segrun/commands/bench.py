@@ -159,7 +159,7 @@ def _suite(args: argparse.Namespace) -> None:
 
 BENCH = Command(
     help="measure the ops and training steps (benchmarks/)",
-    description="Measure; speed claims in the README come only from these.", metavar="WHAT", subcommands={
+    description="Measure; speed claims in the documentation (docs/performance.md) come only from these.", metavar="WHAT", subcommands={
         "ops": Command(
             help="each op's kernel vs its fallback and peers",
             description="Each op's compiled kernel against its PyTorch fallback, torchmetrics / the original RMI / "

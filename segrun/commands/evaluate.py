@@ -40,6 +40,6 @@ EVAL = Command(
     help="evaluate a trained run, or a weights file with a spec, on the val split",
     description="Evaluate a run folder's best (else last) checkpoint, or a given checkpoint, on the val split; "
                 "print per-class IoU and write eval.json. Options not given come from the run's [test], else its "
-                "[eval]. With --spec, evaluate a weights file in any layout segrun reads (see the README's "
+                "[eval]. With --spec, evaluate a weights file in any layout segrun reads (see docs/models.md, "
                 "checkpoint layouts) with that spec instead of a run's.",
     arguments=_arguments, handler=_eval)
