@@ -70,9 +70,10 @@ def check_spec(loaded: Spec, pipelines: bool = True) -> None:
                 prefixes = sorted({".".join(name.split(".")[:depth]) for name in names for depth in (1, 2, 3)})
                 raise KeyProblem(("model", "pretrained_skip", index), f"no tensor of model {loaded.model.name} is "
                                  f"named {prefix!r} or under it{did_you_mean(prefix, prefixes)}")
-    if loaded.model.mscale_training is not None and not models.takes_param(loaded.model.name, "mscale_training"):
-        raise KeyProblem(("model", "mscale_training"), f"model {loaded.model.name} has no multi-scale training; "
-                         "only hrnet_ocr_ms takes this key")
+    for key, value in loaded.model.options.items():
+        problem = models.option_problem(loaded.model.name, key, value)
+        if problem is not None:
+            raise KeyProblem(("model", key), problem)
     for section in ("eval", "test"):
         options = getattr(loaded, section)
         if options is not None and options.model_scales is not None and not models.fuses_scales(loaded.model.name):

@@ -39,8 +39,8 @@ def test_only_ms_ocr_fuses_scales_itself():
     assert [name for name in sorted(models.MODELS) if models.fuses_scales(name)] == ["hrnet_ocr_ms"]
 
 
-def output_count(name: str, **params) -> int:
-    return len(models.output_names(ModelSpec(name=name, backbone="hrnet_w18_small", **params)))
+def output_count(name: str, **options) -> int:
+    return len(models.output_names(ModelSpec(name=name, backbone="hrnet_w18_small", options=options)))
 
 
 @pytest.mark.parametrize("name", sorted(models.MODELS))

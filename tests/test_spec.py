@@ -125,7 +125,10 @@ ERROR_CASES = {
     "override unknown key": ('', ["trainer.epoch=3"], r"override 'trainer\.epoch=3': trainer\.epoch: unknown key; did you mean trainer\.epochs\?"),
     "bad name": ('', ['name="a b"'], r"name: expected a name of letters, digits"),
     "invalid toml": ("[trainer\n", [], r"spec\.toml: invalid TOML"),
-    "mscale on a plain model": ("[model]\nmscale_training = false\n", [], r"model\.mscale_training: model hrnet has no multi-scale training"),
+    "mscale on a plain model": ("[model]\nmscale_training = false\n", [], r"model\.mscale_training: model hrnet takes no option mscale_training \(it takes no options\)"),
+    "a model option misspelt": ('[model]\nname = "hrnet_ocr_ms"\nmscale_trainig = false\n', [], r"model\.mscale_trainig: model hrnet_ocr_ms takes no option mscale_trainig; did you mean mscale_training\? \(it takes: mscale_training\)"),
+    "a model option of the wrong kind": ('[model]\nname = "hrnet_ocr_ms"\nmscale_training = "no"\n', [], r"model\.mscale_training: expected true or false, got 'no'"),
+    "a fixed model key misspelt": ("[model]\nbackbon = \"hrnet_w18\"\n", [], r"model\.backbon: model hrnet takes no option backbon; did you mean backbone\?"),
     "a skip that names no tensor": ('[model]\nname = "hrnet_ocr"\nbackbone = "hrnet_w18_small"\npretrained = "w.pth"\n'
                                     'pretrained_skip = ["ocr.aux_hed"]\n[[loss]]\n[[loss]]\n', [],
                                     r"model\.pretrained_skip\.0: no tensor of model hrnet_ocr is named 'ocr\.aux_hed' or "

@@ -5,6 +5,7 @@ returns a list of logits tensors at the input's resolution (one per output, in `
 """
 import inspect
 
+from segrun.errors import did_you_mean
 from segrun.models.base import ScaleFusingModel, SegmentationModel
 from segrun.models.hrnet import BACKBONES, HRNetV2, reset_to_pytorch_defaults
 from segrun.models.mscale import HRNetMscaleOCR
@@ -21,15 +22,39 @@ def create(name: str, num_classes: int, backbone: str = "hrnet_w48", **params):
     return MODELS[name](num_classes, backbone=backbone, **{key: value for key, value in params.items() if value is not None})
 
 
-def takes_param(name: str, param: str) -> bool:
-    return param in inspect.signature(MODELS[name]).parameters
+# what every model class takes beside its own options, from [model]'s fixed keys and the dataset
+_SHARED_PARAMS = ("self", "num_classes", "backbone", "align_corners")
+
+
+def option_names(name: str) -> tuple[str, ...]:
+    """The options of a registered model: its constructor's keyword arguments beyond the shared ones."""
+    parameters = inspect.signature(MODELS[name].__init__).parameters.values()
+    return tuple(p.name for p in parameters
+                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in _SHARED_PARAMS)
+
+
+_KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def option_problem(name: str, key: str, value) -> str | None:
+    """Why `key = value` is no option of model `name` (an unknown key with the closest names, or a
+    value of another kind than its annotation), or None if it is one."""
+    accepted = option_names(name)
+    if key in accepted:
+        kind = inspect.signature(MODELS[name].__init__).parameters[key].annotation
+        fits = (isinstance(value, bool) if kind is bool else
+                isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float else
+                isinstance(value, kind) and not isinstance(value, bool) if kind in (int, str) else True)
+        return None if fits else f"expected {_KINDS[kind]}, got {value!r}"
+    takes = f"it takes: {', '.join(accepted)}" if accepted else "it takes no options"
+    return (f"model {name} takes no option {key}{did_you_mean(key, (*accepted, 'backbone', 'align_corners', 'pretrained', 'pretrained_skip', 'backbone_init'))} "
+            f"({takes})")
 
 
 def model_params(model_spec) -> dict:
-    """The keyword arguments a ModelSpec gives its model class (unset options left out)."""
-    params = {"backbone": model_spec.backbone, "align_corners": model_spec.align_corners,
-              "mscale_training": model_spec.mscale_training}
-    return {key: value for key, value in params.items() if value is not None}
+    """The keyword arguments a ModelSpec gives its model class: backbone, align_corners and the
+    model's own options."""
+    return {"backbone": model_spec.backbone, "align_corners": model_spec.align_corners, **model_spec.options}
 
 
 def output_names(model_spec) -> tuple[str, ...]:
@@ -44,4 +69,4 @@ def fuses_scales(name: str) -> bool:
 
 
 __all__ = ["BACKBONES", "MODELS", "ScaleFusingModel", "SegmentationModel", "create", "fuses_scales", "model_params",
-           "output_names", "reset_to_pytorch_defaults", "takes_param"]
+           "option_names", "option_problem", "output_names", "reset_to_pytorch_defaults"]

@@ -16,7 +16,7 @@ from typing import Any, Literal, Union
 import attrs
 
 from segrun.errors import UserError, closest, did_you_mean
-from segrun.spec.schema import LossSpec, Spec, TransformStep
+from segrun.spec.schema import LossSpec, ModelSpec, Spec, TransformStep
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -215,6 +215,8 @@ def _convert(value, type_, path: KeyPath):
         return _transform_step(value, path)
     if type_ is LossSpec:
         return _loss(value, path)
+    if type_ is ModelSpec:
+        return _model(value, path)
     if attrs.has(type_):
         return build(type_, value, path)
     if origin is tuple:
@@ -244,6 +246,15 @@ def _transform_step(table, path: KeyPath) -> TransformStep:
 
 
 LOSS_FIELDS = ("name", "weight", "class_weights")  # the keys of a [[loss]] table that are not options
+# the keys of [model] that are not the model class's own options
+MODEL_FIELDS = ("name", "backbone", "align_corners", "pretrained", "pretrained_skip", "backbone_init")
+
+
+def _model(table, path: KeyPath) -> ModelSpec:
+    if not isinstance(table, dict):
+        raise KeyProblem(path, f'expected a table such as {{ name = "hrnet", backbone = "hrnet_w48" }}, got {table!r}')
+    model = build(ModelSpec, {key: value for key, value in table.items() if key in MODEL_FIELDS}, path)
+    return attrs.evolve(model, options={key: _frozen(value) for key, value in table.items() if key not in MODEL_FIELDS})
 
 
 def _loss(table, path: KeyPath) -> LossSpec:
@@ -343,8 +354,9 @@ def to_table(value):
     """A Spec (or part of one) as plain TOML data; unset optional keys are left out."""
     if isinstance(value, TransformStep):
         return {"name": value.name, **{key: to_table(v) for key, v in value.params.items()}}
-    if isinstance(value, LossSpec):
-        fixed = {key: to_table(getattr(value, key)) for key in LOSS_FIELDS if getattr(value, key) is not None}
+    if isinstance(value, (LossSpec, ModelSpec)):
+        fields = LOSS_FIELDS if isinstance(value, LossSpec) else MODEL_FIELDS
+        fixed = {key: to_table(getattr(value, key)) for key in fields if getattr(value, key) is not None}
         return {**fixed, **{key: to_table(v) for key, v in value.options.items()}}
     if attrs.has(type(value)):
         return {f.name: to_table(getattr(value, f.name)) for f in attrs.fields(type(value)) if getattr(value, f.name) is not None}

@@ -136,8 +136,9 @@ class ModelSpec:
     # the backbone's starting weights before any are loaded: unset or "timm", timm's HRNet init (He
     # normal); "pytorch", each layer's PyTorch default, as the study's from-scratch runs start
     backbone_init: Literal["timm", "pytorch"] | None = None
-    # hrnet_ocr_ms only: train on 0.5x and 1.0x fused by attention (4 outputs), or single-scale (2)
-    mscale_training: bool | None = None
+    # every other key of [model]: the model class's own keyword options (hrnet_ocr_ms's
+    # mscale_training, say), checked against its signature by segrun.build
+    options: Mapping[str, Any] = field(factory=dict, converter=lambda o: MappingProxyType(dict(o)))
 
 
 @frozen
