@@ -55,7 +55,9 @@ def check_spec(loaded: Spec, pipelines: bool = True) -> None:
     never loads the data), dataset-specific keys. Raises KeyProblem."""
     _known(("data", "dataset"), "dataset", loaded.data.dataset, DATASETS)
     _known(("model", "name"), "model", loaded.model.name, models.MODELS)
-    _known(("model", "backbone"), "backbone", loaded.model.backbone, models.BACKBONES)
+    problem = models.backbone_problem(loaded.model.name, loaded.model.backbone)
+    if problem is not None:
+        raise KeyProblem(("model", "backbone"), problem)
     _known(("trainer", "strategy"), "strategy", loaded.trainer.strategy, ["auto", *StrategyRegistry.available_strategies()])
     for index, loss in enumerate(loaded.loss):
         _known(("loss", index, "name"), "loss", loss.name, LOSSES)

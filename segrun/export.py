@@ -68,6 +68,9 @@ def export(source, out: Path, output_format: str = "onnx", spec=None, overrides=
         print(f"sliding windows {prediction.options.sliding[0]}x{prediction.options.sliding[1]} left out: the exported "
               "model predicts whole images")
         prediction.options = attrs.evolve(prediction.options, sliding=None)
+    problem = getattr(prediction.model, "export_problem", None)
+    if problem is not None:
+        raise UserError(f"{source}: {problem}")
     program = exported_program(prediction)
     out.parent.mkdir(parents=True, exist_ok=True)
     if output_format == "pt2":

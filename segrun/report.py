@@ -53,7 +53,7 @@ def find_runs(patterns) -> list[RunFolder]:
 
 
 def _parameters(spec: Spec, cache: dict) -> int:
-    key = (spec.model, spec.data.dataset)
+    key = (json.dumps(to_table(spec.model), sort_keys=True), spec.data.dataset)  # (model options: a mapping, not hashable)
     if key not in cache:
         cache[key] = build.parameter_count(spec)
     return cache[key]

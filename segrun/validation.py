@@ -4,7 +4,7 @@ from pathlib import Path
 
 import torch
 
-from segrun import build
+from segrun import build, models
 from segrun.chain import load_chain, smoke_stage_overrides, stage_spec
 from segrun.data import DATASETS, resolve_root
 from segrun.errors import UserError, why_not_there
@@ -44,7 +44,11 @@ def _validate(path: str, loaded: Spec, read_data: bool, progress: bool) -> Itera
     check_devices(loaded.trainer, path)
     for key, file in (("model.pretrained", loaded.model.pretrained), ("init", loaded.init)):
         if file and not Path(file).exists():
-            raise UserError(f"{path}: {key}: {file}: {why_not_there(file)}")
+            fetch = ""
+            if key == "model.pretrained" and issubclass(models.MODELS[loaded.model.name], models.smp.SMPModel):
+                fetch = (f"; segrun downloads no weights: fetch {models.smp.weights_to_fetch(loaded.model.backbone)} "
+                         "and set model.pretrained to the file")
+            raise UserError(f"{path}: {key}: {file}: {why_not_there(file)}{fetch}")
     yield from _starting_weights(loaded)
     root = resolve_root(loaded.data.root)
     if loaded.data.synthetic is not None and not root.exists():

@@ -3,6 +3,7 @@ import inspect
 import pytest
 import torch
 
+from conftest import small_backbone
 from segrun import models
 from segrun.layers import rescale
 from segrun.models import ScaleFusingModel, SegmentationModel
@@ -40,14 +41,14 @@ def test_only_ms_ocr_fuses_scales_itself():
 
 
 def output_count(name: str, **options) -> int:
-    return len(models.output_names(ModelSpec(name=name, backbone="hrnet_w18_small", options=options)))
+    return len(models.output_names(ModelSpec(name=name, backbone=small_backbone(name), options=options)))
 
 
 @pytest.mark.parametrize("name", sorted(models.MODELS))
 @pytest.mark.parametrize("height, width", [(64, 128), (250, 510)])
 def test_every_model_returns_its_outputs_at_input_size(name, height, width):
     torch.manual_seed(0)
-    model = models.create(name, 5, backbone="hrnet_w18_small").eval()
+    model = models.create(name, 5, backbone=small_backbone(name)).eval()
     with torch.no_grad():
         outputs = model(torch.randn(2, 3, height, width))
     assert len(outputs) == output_count(name)
@@ -59,14 +60,14 @@ def test_every_model_returns_its_outputs_at_input_size(name, height, width):
 @pytest.mark.parametrize("name", sorted(models.MODELS))
 def test_every_model_trains_a_step(name):
     torch.manual_seed(0)
-    model = models.create(name, 3, backbone="hrnet_w18_small")
+    model = models.create(name, 3, backbone=small_backbone(name))
     outputs = model(torch.randn(2, 3, 64, 64))
     sum(output.mean() for output in outputs).backward()
-    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)  # DDP needs no unused one
 
 
 def test_create_rejects_unknown_names_and_drops_none_options():
-    with pytest.raises(ValueError, match="unknown model 'nope'; known: hrnet"):
+    with pytest.raises(ValueError, match="unknown model 'nope'; known: deeplabv3, deeplabv3plus, dpt, fpn, hrnet"):
         models.create("nope", 19)
     model = models.create("hrnet", 4, backbone="hrnet_w18_small", align_corners=None)
     assert model.align_corners is True

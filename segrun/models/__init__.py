@@ -6,13 +6,16 @@ returns a list of logits tensors at the input's resolution (one per output, in `
 import inspect
 
 from segrun.errors import did_you_mean
+from segrun.models import smp_architectures as smp
 from segrun.models.base import ScaleFusingModel, SegmentationModel
 from segrun.models.hrnet import BACKBONES, HRNetV2, reset_to_pytorch_defaults
 from segrun.models.mscale import HRNetMscaleOCR
 from segrun.models.ocr import HRNetOCR
 from segrun.models.ocr_aspp import HRNetOCRASPP
 
-MODELS: dict[str, type[SegmentationModel]] = {"hrnet": HRNetV2, "hrnet_ocr": HRNetOCR, "hrnet_ocr_aspp": HRNetOCRASPP, "hrnet_ocr_ms": HRNetMscaleOCR}
+# the study's models, then segmentation_models_pytorch's architectures by SMP's names
+MODELS: dict[str, type[SegmentationModel]] = {"hrnet": HRNetV2, "hrnet_ocr": HRNetOCR, "hrnet_ocr_aspp": HRNetOCRASPP,
+                                              "hrnet_ocr_ms": HRNetMscaleOCR, **smp.MODELS}
 
 
 def create(name: str, num_classes: int, backbone: str = "hrnet_w48", **params):
@@ -26,11 +29,37 @@ def create(name: str, num_classes: int, backbone: str = "hrnet_w48", **params):
 _SHARED_PARAMS = ("self", "num_classes", "backbone", "align_corners")
 
 
+def _option_parameters(name: str) -> dict[str, inspect.Parameter]:
+    model_class = MODELS[name]
+    if issubclass(model_class, smp.SMPModel):
+        return {p.name: p for p in model_class.option_parameters()}
+    parameters = inspect.signature(model_class.__init__).parameters.values()
+    return {p.name: p for p in parameters
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in _SHARED_PARAMS}
+
+
 def option_names(name: str) -> tuple[str, ...]:
-    """The options of a registered model: its constructor's keyword arguments beyond the shared ones."""
-    parameters = inspect.signature(MODELS[name].__init__).parameters.values()
-    return tuple(p.name for p in parameters
-                 if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name not in _SHARED_PARAMS)
+    """The options of a registered model: its constructor's keyword arguments beyond the shared ones
+    (for an SMP architecture, those of SMP's class that segrun does not set)."""
+    return tuple(_option_parameters(name))
+
+
+def backbone_problem(name: str, backbone: str) -> str | None:
+    """Why `backbone` is no backbone of model `name` (with the closest names), or None."""
+    if issubclass(MODELS[name], smp.SMPModel):
+        if smp.is_encoder(backbone):
+            return None
+        if backbone.startswith(smp.TIMM_PREFIX):
+            timm_name = backbone.removeprefix(smp.TIMM_PREFIX)
+            import timm
+
+            return (f"no timm model {timm_name!r}{did_you_mean(timm_name, timm.list_models())} (tu- takes any "
+                    "name of timm.list_models())")
+        return (f"unknown encoder {backbone!r} for {name}{did_you_mean(backbone, smp.encoder_names())} (SMP's "
+                "encoders, e.g. resnet101, mit_b2, or any timm model as tu-NAME, e.g. tu-convnext_tiny)")
+    if backbone in BACKBONES:
+        return None
+    return f"unknown backbone {backbone!r}{did_you_mean(backbone, BACKBONES)} (known: {', '.join(sorted(BACKBONES))})"
 
 
 _KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
@@ -41,7 +70,7 @@ def option_problem(name: str, key: str, value) -> str | None:
     value of another kind than its annotation), or None if it is one."""
     accepted = option_names(name)
     if key in accepted:
-        kind = inspect.signature(MODELS[name].__init__).parameters[key].annotation
+        kind = _option_parameters(name)[key].annotation
         fits = (isinstance(value, bool) if kind is bool else
                 isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float else
                 isinstance(value, kind) and not isinstance(value, bool) if kind in (int, str) else True)
@@ -69,4 +98,4 @@ def fuses_scales(name: str) -> bool:
 
 
 __all__ = ["BACKBONES", "MODELS", "ScaleFusingModel", "SegmentationModel", "create", "fuses_scales", "model_params",
-           "option_names", "option_problem", "output_names", "reset_to_pytorch_defaults"]
+           "backbone_problem", "option_names", "option_problem", "output_names", "reset_to_pytorch_defaults"]

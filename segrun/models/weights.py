@@ -157,7 +157,9 @@ def _candidate_names(key: str) -> list[str]:
     if "last_layer." in key:  # HRNetV2's head; as the OCR auxiliary head (NVIDIA's name; HRNet-OCR starting from HRNetV2)
         rest = key.split("last_layer.", 1)[1]
         return [f"head.{rest}", *_candidate_names(f"aux_head.{rest}")]
-    return [key, f"backbone.{key}", f"ocr.{key}"]
+    # an SMP architecture (segrun.models.smp_architectures) holds SMP's model as `network`: its
+    # encoder's weights (a timm or SMP encoder file) and SMP's own saved models fit there
+    return [key, f"backbone.{key}", f"ocr.{key}", f"network.encoder.{key}", f"network.{key}"]
 
 
 def _short_list(keys, limit: int = 4) -> str:
@@ -208,7 +210,7 @@ def _match(model: nn.Module, state: dict[str, torch.Tensor], source: Path, stric
         elif skipped_by(name, skip):
             skipped.append(name)
         elif own[name].shape != value.shape:
-            if strict_backbone and name.startswith("backbone."):
+            if strict_backbone and name.startswith(("backbone.", "network.encoder.")):
                 raise UserError(f"{source}: {key} has shape {list(value.shape)} but the model's {name} is "
                                 f"{list(own[name].shape)}; the checkpoint is for another backbone than model.backbone")
             mismatched.append(name)
