@@ -1,6 +1,7 @@
 """segmentation_models_pytorch's architectures, generated from the registry: each trains, evaluates,
 exports to ONNX and predicts through segrun.load the same as the exported model, at tiny size."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -96,3 +97,24 @@ def test_an_architectures_own_options_reach_it(tmp_path):
     spec = write_tiny_spec(tmp_path, model="unet")
     loaded = build.load_spec(spec, ['model.backbone="resnet18"', "model.decoder_channels=[64, 32, 16, 8, 4]"])
     assert build.model(loaded).network.segmentation_head[0].in_channels == 4
+
+
+# at 19 classes, as docs/models.md gives them
+SHIPPED_PARAMETERS = {"cityscapes_segformer_b2": 24_726_995, "cityscapes_upernet_convnext_t": 37_048_499,
+                      "cityscapes_deeplabv3plus_r101": 45_674_339}
+BEYOND = sorted((Path(__file__).resolve().parents[1] / "specs" / "beyond").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", BEYOND, ids=lambda path: path.stem)
+def test_the_shipped_smp_specs_are_the_study_baseline_recipe_with_another_model(path):
+    from segrun.spec.loader import to_table
+
+    baseline = to_table(build.load_spec(path.parents[1] / "study" / "cityscapes_hrnet.toml"))
+    spec = build.load_spec(path)
+    assert models.MODELS[spec.model.name].architecture == spec.model.name
+    assert build.parameter_count(spec) == SHIPPED_PARAMETERS[path.stem]  # built on the meta device, as segrun counts
+    table = to_table(spec)
+    assert table["model"]["pretrained"].startswith("pretrained/")
+    for key in ("name", "model"):
+        del table[key], baseline[key]
+    assert table == baseline  # the same data, losses, optimizer, schedule, trainer, eval and test

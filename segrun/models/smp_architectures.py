@@ -77,8 +77,12 @@ class SMPModel(SegmentationModel):
         super().__init__()
         self.align_corners = align_corners  # how inference rescales images for this model
         extra = {"dynamic_img_size": True} if self.architecture == "dpt" else {}  # a ViT at any patch grid
-        self.network = smp.create_model(self.architecture, encoder_name=backbone, encoder_weights=None,
-                                        classes=num_classes, **extra, **options)
+        on_meta = torch.empty(0).is_meta  # built for shapes only (segrun does, to count and match names)
+        with torch.device("cpu"):  # some encoders read values while they are built (MiT's drop-path rates)
+            self.network = smp.create_model(self.architecture, encoder_name=backbone, encoder_weights=None,
+                                            classes=num_classes, **extra, **options)
+        if on_meta:
+            self.network.to("meta")
         # the multiple an input's sides are padded to: SMP's output stride, at least 32 (DPT's decoder
         # also needs an even patch grid), where SMP asks for one
         self.stride = max(self.network.encoder.output_stride, 32) if self.network.requires_divisible_input_shape else 1
