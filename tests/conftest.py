@@ -233,6 +233,36 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(folder)], capture_output=True)
 
 
+def seeded_weights(tensors, seed: int, conv_gain: float, zero_mean_filters: bool = False) -> dict:
+    """Weights made by the rule the upstream reference vectors were computed on (weights.json of
+    tests/reference/nvidia_ms_ocr and hrnet_seg): for each (key, shape) in order, from one seeded
+    generator: BatchNorm counters 1, running variances in [0.75, 1.25), running means and biases
+    N(0, 0.1), convolution filters N(0, conv_gain^2 / fan-in) (each made zero-mean with
+    `zero_mean_filters`), other weights of one dimension 1 + N(0, 0.1)."""
+    import math
+
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    weights = {}
+    for key, shape in tensors:
+        shape = tuple(shape)
+        if key.endswith("num_batches_tracked"):
+            weights[key] = torch.tensor(1, dtype=torch.int64)
+        elif key.endswith("running_var"):
+            weights[key] = torch.rand(shape, generator=generator) * 0.5 + 0.75
+        elif key.endswith("running_mean"):
+            weights[key] = torch.randn(shape, generator=generator) * 0.1
+        elif len(shape) == 4:
+            weight = torch.randn(shape, generator=generator) * conv_gain / math.sqrt(shape[1] * shape[2] * shape[3])
+            weights[key] = weight - weight.mean(dim=(1, 2, 3), keepdim=True) if zero_mean_filters else weight
+        elif len(shape) == 1 and key.endswith("weight"):
+            weights[key] = 1 + torch.randn(shape, generator=generator) * 0.1
+        else:
+            weights[key] = torch.randn(shape, generator=generator) * 0.1
+    return weights
+
+
 def logged_losses(folder, version: int = 0) -> list[tuple[int, float]]:
     """(step, train/loss) of each logged training step in one attempt's CSV log of a run folder (a
     path or a segrun.run_folder.RunFolder)."""

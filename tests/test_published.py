@@ -3,7 +3,6 @@ what NVIDIA's own evaluation computes (reference vectors made with NVIDIA's code
 tests/reference/README.md), snapshots holding numpy scalars load, PyTorch 0.4-era files without
 BatchNorm counters load with them filled, and what torch's safe loader refuses is said as it is."""
 import json
-import math
 import os
 import pickle
 from pathlib import Path
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import seeded_weights
 from segrun import build
 from segrun.cli import main
 from segrun.errors import UserError
@@ -26,23 +26,7 @@ RELEASED = "cityscapes_ocrnet.HRNet_Mscale_outstanding-turtle.pth"
 def nvidia_weights() -> dict[str, torch.Tensor]:
     """The weights NVIDIA's model had, made again from weights.json's rule."""
     described = json.loads((NVIDIA / "weights.json").read_text())["weights"]
-    generator = torch.Generator().manual_seed(described["seed"])
-    weights = {}
-    for key, shape in described["tensors"]:
-        shape = tuple(shape)
-        if key.endswith("num_batches_tracked"):
-            weights[key] = torch.tensor(1, dtype=torch.int64)
-        elif key.endswith("running_var"):
-            weights[key] = torch.rand(shape, generator=generator) * 0.5 + 0.75
-        elif key.endswith("running_mean"):
-            weights[key] = torch.randn(shape, generator=generator) * 0.1
-        elif len(shape) == 4:
-            weights[key] = torch.randn(shape, generator=generator) * described["conv_gain"] / math.sqrt(
-                shape[1] * shape[2] * shape[3])
-        elif len(shape) == 1 and key.endswith("weight"):
-            weights[key] = 1 + torch.randn(shape, generator=generator) * 0.1
-        else:
-            weights[key] = torch.randn(shape, generator=generator) * 0.1
+    weights = seeded_weights(described["tensors"], described["seed"], described["conv_gain"])
     floats = [tensor for tensor in weights.values() if tensor.is_floating_point()]
     assert sum(float(t.double().sum()) for t in floats) == pytest.approx(described["checksum_sum_of_float_tensors"])
     return weights

@@ -22,6 +22,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from conftest import seeded_weights
 from segrun import build
 from segrun.models.weights import load_trained
 
@@ -42,23 +43,7 @@ TOLERANCE = 1e-4
 def upstream_weights(part: str) -> dict[str, torch.Tensor]:
     """The weights upstream's model had, made again from weights.json's rule, in upstream's names."""
     rule, described = DESCRIBED["weights"], DESCRIBED[part]
-    generator = torch.Generator().manual_seed(rule["seed"])
-    weights = {}
-    for key, shape in described["tensors"]:
-        shape = tuple(shape)
-        if key.endswith("num_batches_tracked"):
-            weights[key] = torch.tensor(1, dtype=torch.int64)
-        elif key.endswith("running_var"):
-            weights[key] = torch.rand(shape, generator=generator) * 0.5 + 0.75
-        elif key.endswith("running_mean"):
-            weights[key] = torch.randn(shape, generator=generator) * 0.1
-        elif len(shape) == 4:
-            weight = torch.randn(shape, generator=generator) * rule["conv_gain"] / (shape[1] * shape[2] * shape[3]) ** 0.5
-            weights[key] = weight - weight.mean(dim=(1, 2, 3), keepdim=True)
-        elif len(shape) == 1 and key.endswith("weight"):
-            weights[key] = 1 + torch.randn(shape, generator=generator) * 0.1
-        else:
-            weights[key] = torch.randn(shape, generator=generator) * 0.1
+    weights = seeded_weights(described["tensors"], rule["seed"], rule["conv_gain"], zero_mean_filters=True)
     floats = [tensor for tensor in weights.values() if tensor.is_floating_point()]
     assert sum(float(t.double().sum()) for t in floats) == pytest.approx(described["checksum_sum_of_float_tensors"])
     assert sum(float(t.double().abs().sum()) for t in floats) == pytest.approx(
