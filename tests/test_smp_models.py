@@ -34,6 +34,9 @@ def test_each_architecture_trains_evaluates_exports_and_predicts_as_its_export(n
     (folder,) = runs.iterdir()
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["trained_steps"] == 2 and 0 <= metrics["mIoU"] <= 1
+    capsys.readouterr()
+    assert main(["report", str(runs)]) == 0  # beside any other run, as the study's models are
+    assert f"{name}/{SMALL_ENCODERS.get(name, 'resnet18')}" in capsys.readouterr().out
 
     if name in NOT_EXPORTABLE:  # refused in one line, nothing written
         capsys.readouterr()
