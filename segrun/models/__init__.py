@@ -12,6 +12,7 @@ from segrun.models.hrnet import BACKBONES, HRNetV2, reset_to_pytorch_defaults
 from segrun.models.mscale import HRNetMscaleOCR
 from segrun.models.ocr import HRNetOCR
 from segrun.models.ocr_aspp import HRNetOCRASPP
+from segrun.spec.loader import MODEL_FIELDS
 
 # the study's models, then segmentation_models_pytorch's architectures by SMP's names
 MODELS: dict[str, type[SegmentationModel]] = {"hrnet": HRNetV2, "hrnet_ocr": HRNetOCR, "hrnet_ocr_aspp": HRNetOCRASPP,
@@ -65,19 +66,24 @@ def backbone_problem(name: str, backbone: str) -> str | None:
 _KINDS = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
 
+def _is_kind(value, kind) -> bool:
+    """Whether a TOML value is of an option's annotated kind (any value for other annotations)."""
+    if kind not in _KINDS:
+        return True
+    if kind is bool or isinstance(value, bool):  # TOML's true is no number
+        return kind is bool and isinstance(value, bool)
+    return isinstance(value, (int, float) if kind is float else kind)
+
+
 def option_problem(name: str, key: str, value) -> str | None:
     """Why `key = value` is no option of model `name` (an unknown key with the closest names, or a
     value of another kind than its annotation), or None if it is one."""
-    accepted = option_names(name)
-    if key in accepted:
-        kind = _option_parameters(name)[key].annotation
-        fits = (isinstance(value, bool) if kind is bool else
-                isinstance(value, (int, float)) and not isinstance(value, bool) if kind is float else
-                isinstance(value, kind) and not isinstance(value, bool) if kind in (int, str) else True)
-        return None if fits else f"expected {_KINDS[kind]}, got {value!r}"
-    takes = f"it takes: {', '.join(accepted)}" if accepted else "it takes no options"
-    return (f"model {name} takes no option {key}{did_you_mean(key, (*accepted, 'backbone', 'align_corners', 'pretrained', 'pretrained_skip', 'backbone_init'))} "
-            f"({takes})")
+    parameters = _option_parameters(name)
+    if key in parameters:
+        kind = parameters[key].annotation
+        return None if _is_kind(value, kind) else f"expected {_KINDS[kind]}, got {value!r}"
+    takes = f"it takes: {', '.join(parameters)}" if parameters else "it takes no options"
+    return f"model {name} takes no option {key}{did_you_mean(key, (*parameters, *MODEL_FIELDS))} ({takes})"
 
 
 def model_params(model_spec) -> dict:
