@@ -24,7 +24,8 @@ from torch import nn
 
 from segrun import models, spec
 from segrun.atomic_write import write_atomically
-from segrun.data import DATASETS
+from segrun.data import DATASETS, dataset_of
+from segrun.data.image_folders import folder_problem
 from segrun.data.preview import viewable_dataset
 from segrun.data.sampling import epochs_vary_in_length
 from segrun.errors import UserError, did_you_mean
@@ -54,6 +55,9 @@ def check_spec(loaded: Spec, pipelines: bool = True) -> None:
     options and class weights, the augmentation pipelines (unless `pipelines` is false: for what
     never loads the data), dataset-specific keys. Raises KeyProblem."""
     _known(("data", "dataset"), "dataset", loaded.data.dataset, DATASETS)
+    problem = folder_problem(loaded.data)
+    if problem is not None:
+        raise KeyProblem(("data", problem[0]), problem[1])
     _known(("model", "name"), "model", loaded.model.name, models.MODELS)
     problem = models.backbone_problem(loaded.model.name, loaded.model.backbone)
     if problem is not None:
@@ -93,7 +97,7 @@ def check_spec(loaded: Spec, pipelines: bool = True) -> None:
 
     if pipelines:
         _check_pipelines(loaded)
-    dataset_class = DATASETS[loaded.data.dataset]
+    dataset_class = dataset_of(loaded.data)
     if loaded.data.coarse_schedule != "all" and not getattr(dataset_class, "mixes_coarse", False):
         raise KeyProblem(("data", "coarse_schedule"), f"dataset {loaded.data.dataset} does not mix fine and coarse "
                          "samples; use cityscapes_fine_coarse")
@@ -154,7 +158,7 @@ def reported_protocol(loaded: Spec, options: dict, what: str) -> tuple[Spec, str
 def model(loaded: Spec) -> nn.Module:
     """The spec's model with freshly initialised weights (build it under torch.device("meta") for
     shapes only): the backbone as model.backbone_init says."""
-    network = models.create(loaded.model.name, DATASETS[loaded.data.dataset].num_classes,
+    network = models.create(loaded.model.name, dataset_of(loaded.data).num_classes,
                             **models.model_params(loaded.model))
     if loaded.model.backbone_init == "pytorch":
         models.reset_to_pytorch_defaults(network.backbone)
@@ -162,7 +166,7 @@ def model(loaded: Spec) -> nn.Module:
 
 
 def _loss(loaded: Spec, loss_spec) -> nn.Module:
-    dataset_class = DATASETS[loaded.data.dataset]
+    dataset_class = dataset_of(loaded.data)
     return create_loss(loss_spec.name, dataset_class.num_classes, dataset_class.ignore_index, loss_spec.class_weights,
                        **loss_spec.options)
 
@@ -207,7 +211,7 @@ def task(loaded: Spec, load_weights: bool = True, init: InitCheckpoint | None = 
         network = network.to(memory_format=torch.channels_last)
     if loaded.trainer.compile:
         network.compile()
-    dataset_class = DATASETS[loaded.data.dataset]
+    dataset_class = dataset_of(loaded.data)
     return SegmentationTask(network, losses=losses(loaded), loss_weights=[loss.weight for loss in loaded.loss],
                             output_names=models.output_names(loaded.model), num_classes=dataset_class.num_classes,
                             class_names=dataset_class.class_names, ignore_index=dataset_class.ignore_index,

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from segrun import build
-from segrun.data import DATASETS
+from segrun.data import dataset_of
 from segrun.data.cityscapes import CityscapesLayout
 from segrun.data.cityscapes_labels import LABELS
 from segrun.data.image_io import write_image
@@ -124,7 +124,7 @@ def predict_files(run_or_checkpoint: Path, inputs, out: Path, output_format: str
 
     check_out_folder(out, inputs)
     spec, task, source = _trained_task(run_or_checkpoint, spec_file, overrides)
-    dataset = DATASETS[spec.data.dataset]
+    dataset = dataset_of(spec.data)
     if output_format == "cityscapes" and not issubclass(dataset, CityscapesLayout):
         raise UserError(f"--format cityscapes needs a Cityscapes model; {source} is for {spec.data.dataset}")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

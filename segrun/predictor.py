@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from segrun import build
-from segrun.data import DATASETS
+from segrun.data import dataset_of
 from segrun.data.image_io import read_rgb
 from segrun.data.transforms import build_pipeline
 from segrun.errors import UserError, why_not_there
@@ -64,7 +64,7 @@ class Predictor:
         self.spec = spec
         self.module = module.to(device).eval()
         self.device = device
-        dataset = DATASETS[spec.data.dataset]
+        dataset = dataset_of(spec.data)
         self.class_names: tuple[str, ...] = tuple(dataset.class_names)  # by train id
         self.palette = dataset.palette  # RGB colour of each train id
 

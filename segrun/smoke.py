@@ -1,8 +1,10 @@
 """`--smoke`: any spec or chain tried on a small machine before renting GPUs. The spec's recipe at an
 eighth of its image sizes (Cityscapes' 1024x2048 becomes 128x256) on synthetic data in its dataset's
-layout, with the smallest HRNet from scratch, a few steps and this machine's devices: the same
-model family, losses, schedule, pipelines and test protocol, so everything but the scale runs as it
-will. Smoke runs go to <runs>/smoke/, away from real ones."""
+layout (a user's own folder dataset is read as it is), with the model's smallest backbone from
+scratch, a few steps and this machine's devices: the same model family, losses, schedule, pipelines
+and test protocol, so everything but the scale runs as it will. Smoke runs go to <runs>/smoke/,
+away from real ones."""
+from segrun import models
 from segrun.spec import Spec
 from segrun.spec.loader import to_table
 
@@ -10,7 +12,7 @@ SCALE = 8  # image sizes in the spec's pipelines and windows are divided by it
 STEPS = 4  # training steps; validation and the test protocol run at the end
 SIZE_KEYS = ("height", "width", "min_height", "min_width", "max_size")  # albumentations' size arguments
 # the smoke dataset's images: the dataset's usual size divided by SCALE
-SYNTHETIC_SIZE = {"cityscapes": (128, 256), "pascal_context": (64, 64)}
+SYNTHETIC_SIZE = {"cityscapes": (128, 256), "pascal_context": (64, 64), "ade20k": (64, 64)}
 
 
 def _synthetic_size(dataset: str) -> tuple[int, int]:
@@ -23,15 +25,18 @@ def _toml(value) -> str:
 
 def smoke_overrides(spec: Spec) -> list[str]:
     """KEY=VALUE overrides that turn `spec` into its smoke run (see the module docstring)."""
-    height, width = _synthetic_size(spec.data.dataset)
     overrides = [
-        'model.backbone="hrnet_w18_small"', "model.pretrained=false", "model.pretrained_skip=[]",
+        f'model.backbone="{models.smallest_backbone(spec.model.name)}"', "model.pretrained=false",
+        "model.pretrained_skip=[]",
         'trainer.accelerator="auto"', "trainer.devices=1", "trainer.num_nodes=1", 'trainer.strategy="auto"',
         "trainer.sync_batchnorm=false", 'trainer.precision="auto"', 'trainer.memory_format="auto"',
         "trainer.epochs=1", f"trainer.max_steps={STEPS}", "eval.every_n_epochs=1",
-        "data.batch_size=2", "data.num_workers=0", f'data.root="smoke/{spec.data.dataset}"',
-        f"data.synthetic={{train_images = 8, val_images = 2, height = {height}, width = {width}}}",
+        "data.batch_size=2", "data.num_workers=0",
     ]
+    if spec.data.dataset != "folder":  # a user's own data has no generator: their folder is read
+        height, width = _synthetic_size(spec.data.dataset)
+        overrides += [f'data.root="smoke/{spec.data.dataset}"',
+                      f"data.synthetic={{train_images = 8, val_images = 2, height = {height}, width = {width}}}"]
     pipelines = {"data.train_pipeline": spec.data.train_pipeline, "data.val_pipeline": spec.data.val_pipeline}
     if spec.test is not None:
         pipelines["test.pipeline"] = spec.test.pipeline

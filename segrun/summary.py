@@ -3,7 +3,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from segrun import build, models
-from segrun.data import DATASETS
+from segrun.data import dataset_of
 from segrun.spec import Spec
 
 
@@ -17,7 +17,7 @@ def crop_size(spec: Spec) -> tuple[int, int]:
 
 def summarize(spec: Spec, size: tuple[int, int] | None = None) -> str:
     size = size or crop_size(spec)
-    num_classes = DATASETS[spec.data.dataset].num_classes
+    num_classes = dataset_of(spec.data).num_classes
     with torch.device("meta"):  # shapes only: nothing is allocated or computed
         model = build.model(spec)
         images = torch.empty(2, 3, *size)  # two: training-mode batch norm after global pooling needs > 1 value

@@ -6,7 +6,7 @@ import torch
 
 from segrun import build, models
 from segrun.chain import load_chain, smoke_stage_overrides, stage_spec
-from segrun.data import DATASETS, resolve_root
+from segrun.data import dataset_of, resolve_root
 from segrun.errors import UserError, why_not_there
 from segrun.models.weights import describe_start
 from segrun.published import is_chain
@@ -54,10 +54,9 @@ def _validate(path: str, loaded: Spec, read_data: bool, progress: bool) -> Itera
     if loaded.data.synthetic is not None and not root.exists():
         yield f"{root}: not there yet; the run will synthesise it ([data.synthetic])"
         return
-    dataset = DATASETS[loaded.data.dataset]
+    dataset = dataset_of(loaded.data)
     train, val = dataset(root, "train"), dataset(root, "val")
-    yield (f"{root}: {loaded.data.dataset} with {len(train)} train and {len(val)} val images, labels prepared; "
-           f"{train.layout.describe()}")
+    yield f"{root}: {loaded.data.dataset} with {len(train)} train and {len(val)} val images; {train.describe_files()}"
     for split in (train, val):
         if split.left_out:
             yield f"{root}: {split.split} leaves out {len(split.left_out)}: {', '.join(split.left_out)}"

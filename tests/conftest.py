@@ -18,13 +18,11 @@ os.environ.setdefault("SEGRUN_BUILD_CUDA", "1")
 
 # The study's models; the registry's others are segmentation_models_pytorch's architectures.
 STUDY_MODELS = ("hrnet", "hrnet_ocr", "hrnet_ocr_aspp", "hrnet_ocr_ms")
-# SMP architectures built for transformer encoders take these; the others SMP's resnet18
-_SMALL_SMP_ENCODERS = {"segformer": "mit_b0", "dpt": "tu-vit_tiny_patch16_224"}
-
-
 def small_backbone(model: str) -> str:
     """The smallest backbone of a registered model, for tests at tiny size."""
-    return "hrnet_w18_small" if model in STUDY_MODELS else _SMALL_SMP_ENCODERS.get(model, "resnet18")
+    from segrun.models import smallest_backbone
+
+    return smallest_backbone(model)
 
 
 # Both implementations of segrun.ops, for tests that hold an op to a formula: "torch" (the PyTorch

@@ -75,7 +75,7 @@ def test_data_synth_prepare_then_validate(tmp_path, write_spec, capsys, minimal_
     assert main(["validate", str(path)]) == 0
     out = capsys.readouterr().out
     assert "wrote 5 synthetic scenes" in out and "wrote 5 files" in out
-    assert "cityscapes with 3 train and 2 val images, labels prepared" in out
+    assert "cityscapes with 3 train and 2 val images; labels prepared" in out
 
 
 def test_validate_reports_the_checks_before_a_missing_file(write_spec, capsys, minimal_spec):

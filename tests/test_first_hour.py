@@ -49,6 +49,31 @@ def test_a_study_spec_trains_with_smoke_into_its_own_folder(tmp_path, monkeypatc
     assert "Traceback" not in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("path", sorted((REPO / "specs" / "beyond").glob("*.toml")), ids=lambda path: path.stem)
+def test_every_spec_beyond_the_study_checks_out_for_smoke_with_its_models_smallest_backbone(path, tmp_path,
+                                                                                            monkeypatch, capsys):
+    from segrun import build, models
+
+    monkeypatch.setenv("SEGRUN_DATA", str(tmp_path / "data"))
+    real = build.load_spec(path)
+    smoke = smoke_spec(path)
+    assert (smoke.model.name, smoke.model.backbone) == (real.model.name, models.smallest_backbone(real.model.name))
+    assert smoke.data.dataset == real.data.dataset and smoke.data.synthetic is not None
+    assert main(["validate", str(path), "--smoke"]) == 0
+    assert "the run will synthesise it" in capsys.readouterr().out
+
+
+def test_an_ade20k_spec_trains_with_smoke_on_synthetic_ade20k(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SEGRUN_DATA", str(tmp_path / "data"))
+    assert main([str(REPO / "specs" / "beyond" / "ade20k_upernet_convnext_t.toml"), "--smoke", "--runs",
+                 str(tmp_path / "runs"), "--no-progress"]) == 0
+    (run,) = (tmp_path / "runs" / "smoke").iterdir()
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["trained_steps"] == 4 and len(metrics["per_class_iou"]) == 150
+    assert (tmp_path / "data" / "smoke" / "ade20k" / "images" / "training").is_dir()
+    assert "Traceback" not in capsys.readouterr().err
+
+
 @no_gpu
 def test_validate_says_a_chain_checks_out_for_smoke_stage_by_stage(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("SEGRUN_DATA", str(tmp_path / "data"))

@@ -8,13 +8,11 @@ import pytest
 import torch
 
 import segrun
-from conftest import write_tiny_spec
+from conftest import small_backbone, write_tiny_spec
 from segrun import build, models
 from segrun.cli import main
 from segrun.models.smp_architectures import ARCHITECTURES, NOT_EXPORTABLE
 
-# small encoders: SMP's resnet18, and what the transformer architectures are built for
-SMALL_ENCODERS = {"segformer": "mit_b0", "dpt": "tu-vit_tiny_patch16_224"}
 
 
 def test_the_registry_holds_every_smp_architecture_by_smps_name():
@@ -29,14 +27,14 @@ def test_each_architecture_trains_evaluates_exports_and_predicts_as_its_export(n
     onnxruntime = pytest.importorskip("onnxruntime")
     spec = write_tiny_spec(tmp_path, model=name, train_images=4, val_images=2, batch_size=2, epochs=1)
     runs = tmp_path / "runs"
-    overrides = [f'model.backbone="{SMALL_ENCODERS.get(name, "resnet18")}"', "trainer.max_steps=2"]
+    overrides = [f'model.backbone="{small_backbone(name)}"', "trainer.max_steps=2"]
     assert main([str(spec), *overrides, "--runs", str(runs), "--no-progress"]) == 0
     (folder,) = runs.iterdir()
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["trained_steps"] == 2 and 0 <= metrics["mIoU"] <= 1
     capsys.readouterr()
     assert main(["report", str(runs)]) == 0  # beside any other run, as the study's models are
-    assert f"{name}/{SMALL_ENCODERS.get(name, 'resnet18')}" in capsys.readouterr().out
+    assert f"{name}/{small_backbone(name)}" in capsys.readouterr().out
 
     if name in NOT_EXPORTABLE:  # refused in one line, nothing written
         capsys.readouterr()
@@ -102,17 +100,21 @@ def test_an_architectures_own_options_reach_it(tmp_path):
     assert build.model(loaded).network.segmentation_head[0].in_channels == 4
 
 
-# at 19 classes, as docs/models.md gives them
+# as docs/models.md gives them (19 classes on Cityscapes, 150 on ADE20K)
 SHIPPED_PARAMETERS = {"cityscapes_segformer_b2": 24_726_995, "cityscapes_upernet_convnext_t": 37_048_499,
-                      "cityscapes_deeplabv3plus_r101": 45_674_339}
-BEYOND = sorted((Path(__file__).resolve().parents[1] / "specs" / "beyond").glob("*.toml"))
+                      "cityscapes_deeplabv3plus_r101": 45_674_339, "ade20k_segformer_b2": 24_760_662,
+                      "ade20k_upernet_convnext_t": 37_082_166, "ade20k_deeplabv3plus_r101": 45_708_006}
+SPECS = Path(__file__).resolve().parents[1] / "specs"
+SHIPPED_SMP = sorted(path for path in (SPECS / "beyond").glob("*.toml") if "hrnet" not in path.stem)
+# the HRNet spec whose recipe the SMP specs of each dataset run
+BASELINES = {"cityscapes": SPECS / "study" / "cityscapes_hrnet.toml", "ade20k": SPECS / "beyond" / "ade20k_hrnet.toml"}
 
 
-@pytest.mark.parametrize("path", BEYOND, ids=lambda path: path.stem)
+@pytest.mark.parametrize("path", SHIPPED_SMP, ids=lambda path: path.stem)
 def test_the_shipped_smp_specs_are_the_study_baseline_recipe_with_another_model(path):
     from segrun.spec.loader import to_table
 
-    baseline = to_table(build.load_spec(path.parents[1] / "study" / "cityscapes_hrnet.toml"))
+    baseline = to_table(build.load_spec(BASELINES[path.stem.split("_")[0]]))
     spec = build.load_spec(path)
     assert models.MODELS[spec.model.name].architecture == spec.model.name
     assert build.parameter_count(spec) == SHIPPED_PARAMETERS[path.stem]  # built on the meta device, as segrun counts
@@ -121,3 +123,31 @@ def test_the_shipped_smp_specs_are_the_study_baseline_recipe_with_another_model(
     for key in ("name", "model"):
         del table[key], baseline[key]
     assert table == baseline  # the same data, losses, optimizer, schedule, trainer, eval and test
+
+
+@pytest.mark.parametrize("study, shipped", [("pascal_context59_hrnet", "ade20k_hrnet"),
+                                             ("pascal_context59_ocr", "ade20k_hrnet_ocr")])
+def test_the_ade20k_specs_are_the_study_pascal_context_recipe_on_ade20k(study, shipped):
+    from segrun.spec.loader import to_table
+
+    expected, table = (to_table(build.load_spec(path)) for path in (SPECS / "study" / f"{study}.toml",
+                                                                    SPECS / "beyond" / f"{shipped}.toml"))
+    assert (table["data"]["dataset"], table["data"]["root"], table["name"]) == ("ade20k", "ade20k", shipped)
+    for section, key in (("data", "dataset"), ("data", "root")):
+        del table[section][key], expected[section][key]
+    del table["name"], expected["name"]
+    assert table == expected
+
+
+def test_the_models_page_gives_what_summary_counts():
+    """docs/models.md's table of the shipped specs: parameters and GMACs at 1024x2048 as `segrun summary` prints them."""
+    from segrun.summary import summarize
+
+    page = (SPECS.parent / "docs" / "models.md").read_text()
+    rows = [line.split("|")[1:-1] for line in page.splitlines() if line.startswith("| `study/") or
+            line.startswith("| `beyond/")]
+    assert {row[0].strip(" `") for row in rows} >= {f"beyond/{path.name}" for path in (SPECS / "beyond").glob("*.toml")}
+    for spec_name, _, _, parameters, macs in rows:
+        said = summarize(build.load_spec(SPECS / spec_name.strip(" `")), (1024, 2048))
+        assert f"parameters  {parameters.strip()}\n" in said, spec_name
+        assert f"MACs        {macs.strip()} G per image at 1024x2048" in said, spec_name

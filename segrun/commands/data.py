@@ -54,10 +54,10 @@ def _prepare(args: argparse.Namespace) -> None:
 def _split(args: argparse.Namespace, split: str):
     """The `split` of the dataset that the spec on the command line reads."""
     from segrun import build
-    from segrun.data import DATASETS, resolve_root
+    from segrun.data import dataset_of, resolve_root
 
     loaded = build.load_spec(args.spec, args.overrides)
-    return DATASETS[loaded.data.dataset](resolve_root(loaded.data.root), split)
+    return dataset_of(loaded.data)(resolve_root(loaded.data.root), split)
 
 
 def _weights_arguments(parser: argparse.ArgumentParser) -> None:
@@ -111,8 +111,9 @@ DATA = Command(
             help="write a synthetic dataset in a published layout",
             description="Write synthetic data in a download's exact layout: cityscapes (fine labelIds), "
                         "cityscapes-coarse (fine plus train_extra with gtCoarse, and the download's one broken "
-                        "image), pascal-context (VOC2010 devkit and trainval/*.mat); --layout study arranges the "
-                        "downloads as the study's README does. Run `segrun data prepare` next. Existing files are "
+                        "image), pascal-context (VOC2010 devkit and trainval/*.mat), ade20k (images/ and "
+                        "annotations/ of ADEChallengeData2016); --layout study arranges the downloads as the study's "
+                        "README does (ADE20K: inside ADEChallengeData2016/). Run `segrun data prepare` next. Existing files are "
                         "kept.",
             arguments=_synth_arguments, handler=_synth),
         "prepare": Command(
@@ -121,8 +122,9 @@ DATA = Command(
                         "beside each gtFine train/val and gtCoarse train_extra *_labelIds.png (official labelId -> "
                         "trainId table); a label file that cannot be read is named and skipped. pascal-context: "
                         "write Images/{train,val}/*.jpg and Annotations/{train,val}/*.png with the 60 classes (into "
-                        "VOC2010_Context/ in the study's layout). Idempotent; safe to interrupt; the downloads are "
-                        "only read.",
+                        "VOC2010_Context/ in the study's layout). ade20k: unpack ROOT/ADEChallengeData2016.zip when its "
+                        "folders are not there, and check that every image has its annotation. Idempotent; safe to "
+                        "interrupt; the downloads are only read.",
             arguments=_prepare_arguments, handler=_prepare),
         "weights": Command(
             help="per-class loss weights from the training labels",

@@ -8,7 +8,7 @@ import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler
 
-from segrun.data import DATASETS, resolve_root
+from segrun.data import dataset_of, resolve_root
 from segrun.data.sampling import (
     CoarseDecaySampler,
     ResumableSampler,
@@ -25,7 +25,7 @@ def ensure_dataset(data: DataSpec, progress: bool = True) -> None:
     or incomplete (both steps skip files already written)."""
     if data.synthetic is None:
         return
-    dataset_class = DATASETS[data.dataset]
+    dataset_class = dataset_of(data)
     root = resolve_root(data.root)
     size = data.synthetic
     dataset_class.synthesize(root, size.train_images, size.val_images, size.height, size.width, size.seed, progress=progress)
@@ -98,7 +98,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.eval = eval
         self.test = test
         self.seed = seed
-        self.dataset_class = DATASETS[data.dataset]
+        self.dataset_class = dataset_of(data)
         self.root = resolve_root(data.root)
 
     def setup(self, stage: str) -> None:

@@ -89,3 +89,12 @@ PASCAL_CONTEXT = {
         "VOCtrainval_03-May-2010": "VOCtrainval_03-May-2010/VOCdevkit/VOC2010", "trainval": "trainval/trainval",
         "Images": "VOC2010_Context/Images", "Annotations": "VOC2010_Context/Annotations"}),
 }
+
+
+# ---- ADE20K: the SceneParsing benchmark's ADEChallengeData2016.zip ----------------------------------
+
+ADE20K_ARCHIVE = "ADEChallengeData2016"
+ADE20K = {
+    "flat": Layout("flat", {"images": "images", "annotations": "annotations"}),
+    "study": Layout("study", {"images": f"{ADE20K_ARCHIVE}/images", "annotations": f"{ADE20K_ARCHIVE}/annotations"}),
+}

@@ -42,6 +42,10 @@ class LabelledImages(Dataset):
         """Training ids uint8 [H, W] of sample `index`, ignore 255, unchecked."""
         return read_label(self.labels[index])
 
+    def describe_files(self) -> str:
+        """Where the files were found, for `segrun validate`."""
+        return f"labels prepared; {self.layout.describe()}"
+
     def _value_fault(self, index: int, label: np.ndarray) -> str | None:
         if label.size == 0 or label.max() < self.num_classes:  # the common case, without counting
             return None

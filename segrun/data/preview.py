@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segrun.data import DATASETS, resolve_root
+from segrun.data import dataset_of, resolve_root
 from segrun.data.image_io import write_image
 from segrun.spec import DataSpec, Spec
 
@@ -22,7 +22,7 @@ def viewable_dataset(data: DataSpec, split: str):
     from segrun.data.transforms import build_pipeline  # albumentations: imported only where a dataset is viewed
 
     steps = data.train_pipeline if split == "train" else data.val_pipeline
-    return DATASETS[data.dataset](resolve_root(data.root), split, build_pipeline([s for s in steps if s.name != "Normalize"]))
+    return dataset_of(data)(resolve_root(data.root), split, build_pipeline([s for s in steps if s.name != "Normalize"]))
 
 
 def viewable_image(image) -> np.ndarray:

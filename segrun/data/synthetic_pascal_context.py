@@ -27,14 +27,16 @@ def _colour(full_id: int) -> np.ndarray:
     return np.random.default_rng(full_id).uniform(30, 225, 3)
 
 
-def render_scene(height: int, width: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(uint8 RGB [H, W, 3], uint16 LabelMap [H, W] of 459-space ids)."""
+def render_scene(height: int, width: int, seed: int, stuff_ids=STUFF_IDS, object_ids=CLASS_IDS[1:],
+                 other_ids=OTHER_IDS) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 RGB [H, W, 3], uint16 label map [H, W]): a background of one of `stuff_ids`, two to
+    five objects of `object_ids` and up to one of `other_ids` (by default ids of the 459-label space)."""
     rng = np.random.default_rng(seed)
-    stuff = int(rng.choice(STUFF_IDS))
+    stuff = int(rng.choice(stuff_ids))
     label = np.full((height, width), stuff, np.uint16)
     image = np.tile(_colour(stuff), (height, width, 1)).astype(np.float32)
-    objects = [int(i) for i in rng.choice(CLASS_IDS[1:], size=rng.integers(2, 6))]
-    objects += [int(rng.choice(OTHER_IDS)) for _ in range(rng.integers(0, 2))]
+    objects = [int(i) for i in rng.choice(object_ids, size=rng.integers(2, 6))]
+    objects += [int(rng.choice(other_ids)) for _ in range(rng.integers(0, 2))]
     for full_id in objects:
         cx, cy = rng.uniform(0, width), rng.uniform(0, height)
         size = rng.uniform(0.08, 0.3) * min(height, width)

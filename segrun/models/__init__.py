@@ -45,6 +45,17 @@ def option_names(name: str) -> tuple[str, ...]:
     return tuple(_option_parameters(name))
 
 
+# SMP architectures built for transformer encoders take these; the others SMP's resnet18
+_SMALL_SMP_ENCODERS = {"segformer": "mit_b0", "dpt": "tu-vit_tiny_patch16_224"}
+
+
+def smallest_backbone(name: str) -> str:
+    """The smallest backbone of a registered model, for runs at tiny size (--smoke, the tests)."""
+    if issubclass(MODELS[name], smp.SMPModel):
+        return _SMALL_SMP_ENCODERS.get(name, "resnet18")
+    return "hrnet_w18_small"
+
+
 def backbone_problem(name: str, backbone: str) -> str | None:
     """Why `backbone` is no backbone of model `name` (with the closest names), or None."""
     if issubclass(MODELS[name], smp.SMPModel):

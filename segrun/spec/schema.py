@@ -120,6 +120,15 @@ class DataSpec:
     # linear_decay only: the share is max(1 - epoch / (coarse_decay_epochs - 1), 0), none from epoch
     # coarse_decay_epochs - 1 on (the study: 360 of 400 epochs); unset: trainer.epochs
     coarse_decay_epochs: int | None = field(default=None, validator=at_least(2))
+    # dataset = "folder" only (a user's own data, segrun.data.image_folders): the image and label
+    # folders under root, "{split}" standing for train or val; image and label paired by file stem
+    images: str | None = None
+    labels: str | None = None
+    classes: tuple[str, ...] | None = None  # class names, in training-id order
+    palette: tuple[tuple[int, int, int], ...] | None = None  # RGB of each class; unset: generated
+    # the stored value of unlabelled pixels (0 to 65535: 8- or 16-bit label files); unset: 255
+    ignore_index: int | None = field(default=None, validator=optional_range(0, 65535))
+    label_values: tuple[int, ...] | None = None  # the stored value of each class; unset: 0 to N-1
 
 
 @frozen
