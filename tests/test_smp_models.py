@@ -139,6 +139,27 @@ def test_the_ade20k_specs_are_the_study_pascal_context_recipe_on_ade20k(study, s
     assert table == expected
 
 
+def test_parameters_the_forward_leaves_unused_are_frozen_once_per_model(tmp_path, monkeypatch):
+    """DDP stops on a trainable parameter without a gradient: every one left trainable gets one, and
+    the probe step that finds them runs once per model, not at every build (eval, predict, chains)."""
+    from segrun.models import smp_architectures
+
+    monkeypatch.setattr(smp_architectures, "_UNUSED_PARAMETERS", {})
+    probes = []
+    probe = smp_architectures.SMPModel._unused_parameters
+    monkeypatch.setattr(smp_architectures.SMPModel, "_unused_parameters", lambda self: probes.append(1) or probe(self))
+    loaded = build.load_spec(write_tiny_spec(tmp_path, model="unet"), [
+        'model.backbone="resnet18"', "model.encoder_depth=3", "model.decoder_channels=[32, 16, 8]"])
+    first, second = build.model(loaded), build.model(loaded)
+    assert len(probes) == 1
+    frozen = {name for name, parameter in first.named_parameters() if not parameter.requires_grad}
+    assert frozen == {name for name, parameter in second.named_parameters() if not parameter.requires_grad}
+    assert frozen and all(".layer3." in name or ".layer4." in name for name in frozen)  # below encoder_depth
+    second.train()
+    sum(output.sum() for output in second(torch.rand(2, 3, 64, 96))).backward()
+    assert all(parameter.grad is not None for parameter in second.parameters() if parameter.requires_grad)
+
+
 def test_the_models_page_gives_what_summary_counts():
     """docs/models.md's table of the shipped specs: parameters and GMACs at 1024x2048 as `segrun summary` prints them."""
     from segrun.summary import summarize

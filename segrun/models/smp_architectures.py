@@ -66,6 +66,11 @@ def weights_to_fetch(encoder: str) -> str:
     return " or ".join(f"{where['repo_id']} on the Hugging Face hub" for where in settings.values() if "repo_id" in where)
 
 
+# (architecture, encoder, classes, options) -> the parameters its forward leaves unused, found
+# once per process: a run builds its model again for testing, a chain for every stage
+_UNUSED_PARAMETERS: dict[tuple, frozenset[str]] = {}
+
+
 class SMPModel(SegmentationModel):
     """One SMP architecture (the subclass's `architecture`) with one output, "main"."""
 
@@ -87,7 +92,7 @@ class SMPModel(SegmentationModel):
         # also needs an even patch grid), where SMP asks for one
         self.stride = max(self.network.encoder.output_stride, 32) if self.network.requires_divisible_input_shape else 1
         self.minimum_size = MINIMUM_SIZE.get(self.architecture, 1)
-        self._freeze_unused()
+        self._freeze_unused((self.architecture, backbone, num_classes, repr(sorted(options.items()))))
 
     @classmethod
     def output_names(cls, **options) -> tuple[str, ...]:
@@ -118,25 +123,34 @@ class SMPModel(SegmentationModel):
         images = F.pad(images, (0, padded_width - width, 0, padded_height - height))
         return [self.network(images)[..., :height, :width]]
 
-    def _freeze_unused(self) -> None:
+    def _freeze_unused(self, key: tuple) -> None:
         """Parameters the forward never uses (an encoder's stages below encoder_depth, a timm ViT's
         final norm and classifier) get requires_grad False: DDP, as the study's recipe trains, stops
-        on parameters that receive no gradient. Found by one step on a small zero image (not for a
+        on parameters that receive no gradient. Found once per process and model `key` (not for a
         model built on the meta device, for shapes only)."""
         if any(parameter.is_meta for parameter in self.parameters()):
             return
+        if key not in _UNUSED_PARAMETERS:
+            _UNUSED_PARAMETERS[key] = self._unused_parameters()
+        for name, parameter in self.named_parameters():
+            if name in _UNUSED_PARAMETERS[key]:
+                parameter.requires_grad_(False)
+
+    def _unused_parameters(self) -> frozenset[str]:
+        """Names of the parameters one training step on a small zero image gives no gradient; the
+        model's weights, BatchNorm statistics and the random generators are as they were before."""
         training, buffers = self.training, {name: buffer.clone() for name, buffer in self.named_buffers()}
         self.train()
         with torch.random.fork_rng(devices=[]):  # the step draws nothing from the run's generators
             sum(output.sum() for output in self(torch.zeros(2, 3, 64, 64))).backward()
+        unused = frozenset(name for name, parameter in self.named_parameters() if parameter.grad is None)
         for parameter in self.parameters():
-            if parameter.grad is None:
-                parameter.requires_grad_(False)
             parameter.grad = None
         with torch.no_grad():  # BatchNorm's statistics as they were before the step
             for name, buffer in self.named_buffers():
                 buffer.copy_(buffers[name])
         self.train(training)
+        return unused
 
     @property
     def backbone(self) -> torch.nn.Module:  # as segrun's HRNet models name theirs (model.backbone_init)
