@@ -29,15 +29,55 @@ class LabelsAndScores(nn.Module):
         return scores.argmax(1), scores
 
 
+class BinAveragePool2d(nn.Module):
+    """nn.AdaptiveAvgPool2d as sums over an integral image, with the bins computed from the input's
+    size in the graph. torch's ONNX translation of adaptive pooling fixes each bin to the size the
+    model was traced at (a pyramid pooling module then computes wrong numbers, or fails, at any
+    other size); this one holds for every size. Bin i of k over n pixels spans
+    [floor(i n / k), ceil((i + 1) n / k)), as PyTorch's."""
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+
+    @staticmethod
+    def _pool(tensor: torch.Tensor, dim: int, bins: int) -> torch.Tensor:
+        size = tensor.shape[dim]
+        index = torch.arange(bins, device=tensor.device)
+        starts, ends = index * size // bins, ((index + 1) * size + bins - 1) // bins
+        integral = torch.cat([torch.zeros_like(tensor.narrow(dim, 0, 1)), tensor.cumsum(dim)], dim)
+        sums = integral.index_select(dim, ends) - integral.index_select(dim, starts)
+        shape = [1] * tensor.dim()
+        shape[dim] = bins
+        return sums / (ends - starts).to(tensor.dtype).view(shape)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        height, width = (features.shape[-2] if self.output_size[0] is None else self.output_size[0],
+                         features.shape[-1] if self.output_size[1] is None else self.output_size[1])
+        return self._pool(self._pool(features, -2, height), -1, width)
+
+
+def with_exportable_pooling(module: nn.Module) -> nn.Module:
+    """`module` with every nn.AdaptiveAvgPool2d to more than one value replaced by BinAveragePool2d
+    (global pooling translates to ONNX as it is)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.AdaptiveAvgPool2d) and child.output_size not in (1, (1, 1)):
+            setattr(module, name, BinAveragePool2d(child.output_size))
+        else:
+            with_exportable_pooling(child)
+    return module
+
+
 def exported_program(prediction: PredictionModule) -> torch.export.ExportedProgram:
     """The program of `prediction` (on the CPU) for any batch size, height and width, made of
-    PyTorch's own ops only (segrun's compiled ops are traced as their PyTorch implementations)."""
+    PyTorch's own ops only (segrun's compiled ops are traced as their PyTorch implementations;
+    adaptive pooling as BinAveragePool2d). `prediction` is changed in place."""
     # batch 2: a batch of 1 would be fixed at 1; large enough that even a 0.5x scale's coarsest
     # feature map has more than one row and column, where export would otherwise specialise
     example = torch.randint(0, 256, (2, 3, 192, 256)).float()
     dynamic = torch.export.Dim.DYNAMIC  # the bounds are what the model's resizes allow, found by export
     with torch.no_grad(), pytorch_only():
-        return torch.export.export(LabelsAndScores(prediction).eval(), (example,),
+        return torch.export.export(LabelsAndScores(with_exportable_pooling(prediction)).eval(), (example,),
                                    dynamic_shapes=({0: dynamic, 2: dynamic, 3: dynamic},))
 
 
@@ -68,9 +108,6 @@ def export(source, out: Path, output_format: str = "onnx", spec=None, overrides=
         print(f"sliding windows {prediction.options.sliding[0]}x{prediction.options.sliding[1]} left out: the exported "
               "model predicts whole images")
         prediction.options = attrs.evolve(prediction.options, sliding=None)
-    problem = getattr(prediction.model, "export_problem", None)
-    if problem is not None:
-        raise UserError(f"{source}: {problem}")
     program = exported_program(prediction)
     out.parent.mkdir(parents=True, exist_ok=True)
     if output_format == "pt2":

@@ -3,6 +3,8 @@ segrun.load predicts, at sizes other than the one exported with."""
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import segrun
 from segrun import build
@@ -84,3 +86,15 @@ def test_ms_ocr_exports_its_scale_fusion_as_a_torch_export_program(tiny_spec, tm
 def test_overrides_without_a_spec_are_refused(tmp_path, capsys):
     assert main(["export", str(tmp_path), "model.name=hrnet", "--out", str(tmp_path / "m.onnx")]) == 2
     assert "overrides apply to --spec SPEC" in capsys.readouterr().err
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(height=st.integers(1, 40), width=st.integers(1, 40),
+       bins=st.tuples(st.integers(1, 8), st.one_of(st.none(), st.integers(1, 8))))
+def test_bin_average_pooling_is_adaptive_average_pooling_at_any_size(height, width, bins):
+    """What export puts in the place of nn.AdaptiveAvgPool2d: the same bins, the same averages."""
+    from segrun.export import BinAveragePool2d
+
+    features = torch.randn(2, 3, height, width, dtype=torch.float64, generator=torch.Generator().manual_seed(height))
+    expected = torch.nn.AdaptiveAvgPool2d(bins)(features)
+    torch.testing.assert_close(BinAveragePool2d(bins)(features), expected, rtol=0, atol=1e-12)

@@ -11,7 +11,7 @@ import segrun
 from conftest import small_backbone, write_tiny_spec
 from segrun import build, models
 from segrun.cli import main
-from segrun.models.smp_architectures import ARCHITECTURES, NOT_EXPORTABLE
+from segrun.models.smp_architectures import ARCHITECTURES
 
 
 
@@ -36,24 +36,21 @@ def test_each_architecture_trains_evaluates_exports_and_predicts_as_its_export(n
     assert main(["report", str(runs)]) == 0  # beside any other run, as the study's models are
     assert f"{name}/{small_backbone(name)}" in capsys.readouterr().out
 
-    if name in NOT_EXPORTABLE:  # refused in one line, nothing written
-        capsys.readouterr()
-        assert main(["export", str(folder), "--out", str(tmp_path / "model.onnx")]) == 2
-        err = capsys.readouterr().err.strip()
-        assert err.count("\n") == 0 and f"{name}'s {NOT_EXPORTABLE[name]} does not export for any image size" in err
-        assert not (tmp_path / "model.onnx").exists()
-        return
     assert main(["export", str(folder), "--out", str(tmp_path / "model.onnx")]) == 0
     session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
     predictor = segrun.load(folder)
     rng = np.random.default_rng(0)
-    for height, width in ((64, 128), (45, 70)):  # the training size, and one no encoder stride divides
+    # the training size, one no encoder stride divides, and one above PAN's smallest (256) that is not
+    for height, width in ((64, 128), (45, 70), (300, 270)):
         image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
         labels, scores = session.run(None, {"images": image.transpose(2, 0, 1)[None].astype(np.float32)})
         expected = predictor.probabilities(image)
         assert expected.shape == (19, height, width)
-        # onnxruntime's kernels round otherwise than torch's: measured up to 1.8e-4 (manet)
-        np.testing.assert_allclose(scores[0], expected, rtol=0, atol=1e-3)
+        # onnxruntime's kernels round otherwise than torch's: measured up to 1.8e-4 (manet), and for
+        # pan 2 of 155,648 scores 2.2e-3 off at 64x128 (a trained PAN multiplies its features by
+        # its attention, which carries the rounding further)
+        difference = np.abs(scores[0] - expected)
+        assert difference.max() < 1e-2 and (difference > 1e-3).mean() < 1e-4, difference.max()
         top2 = np.sort(expected, axis=0)[-2:]
         clear = (top2[1] - top2[0]) > 1e-3
         assert (labels[0] == expected.argmax(0))[clear].all()

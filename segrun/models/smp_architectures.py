@@ -24,14 +24,10 @@ from segrun.models.base import SegmentationModel
 ARCHITECTURES = ("unet", "unetplusplus", "manet", "linknet", "fpn", "pspnet", "deeplabv3", "deeplabv3plus", "pan",
                  "upernet", "segformer", "dpt")
 TIMM_PREFIX = "tu-"
-# the smallest side an architecture takes (PAN's feature pyramid attention pools its 1/32 features
-# three times more), smaller inputs padded up to it
-MINIMUM_SIZE = {"pan": 128}
-# Architectures whose pyramid pooling torch.export cannot trace for every image size: the program
-# holds guards on the size that refuse most others, and the ONNX graph made from it computes wrong
-# numbers at them (seen with SMP 0.6 and torch 2.14.1), so segrun export refuses them.
-NOT_EXPORTABLE = {"pspnet": "pyramid pooling module", "pan": "feature pyramid attention",
-                  "upernet": "pyramid pooling module"}
+# the smallest side an architecture takes, smaller inputs padded up to it: PAN's feature pyramid
+# attention pools its 1/16 features three times more, to at least 2 pixels from 256 up (at 1 pixel,
+# torch.export's program would hold a guard on the size, and could not take every image size)
+MINIMUM_SIZE = {"pan": 256}
 # SMP's keyword arguments that segrun sets itself (the classes, no download, logits out, no image
 # classification head), which a spec therefore does not name
 _SET_BY_SEGRUN = ("self", "encoder_name", "encoder_weights", "classes", "in_channels", "activation", "aux_params",
@@ -98,15 +94,6 @@ class SMPModel(SegmentationModel):
     def output_names(cls, **options) -> tuple[str, ...]:
         return ("main",)
 
-    @property
-    def export_problem(self) -> str | None:
-        """Why `segrun export` cannot write this model for any image size, or None."""
-        if self.architecture not in NOT_EXPORTABLE:
-            return None
-        return (f"{self.architecture}'s {NOT_EXPORTABLE[self.architecture]} does not export for any image size "
-                "(torch.export keeps guards on the size, and ONNX computes wrong numbers where they fail); "
-                "use segrun.load or segrun predict for it")
-
     @classmethod
     def option_parameters(cls) -> list[inspect.Parameter]:
         """The architecture's own keyword options, as its SMP class declares them."""
@@ -121,7 +108,11 @@ class SMPModel(SegmentationModel):
         padded_height = max(height + -height % self.stride, self.minimum_size)
         padded_width = max(width + -width % self.stride, self.minimum_size)
         images = F.pad(images, (0, padded_width - width, 0, padded_height - height))
-        return [self.network(images)[..., :height, :width]]
+        logits = self.network(images)
+        # cropped back by gathering rows and columns: a slice would be a view of the padded logits,
+        # and torch.export would guard on whether it is the whole of them (no padding) or not
+        rows, columns = (torch.arange(size, device=logits.device) for size in (height, width))
+        return [logits.index_select(2, rows).index_select(3, columns)]
 
     def _freeze_unused(self, key: tuple) -> None:
         """Parameters the forward never uses (an encoder's stages below encoder_depth, a timm ViT's
