@@ -78,19 +78,8 @@ def minimal_spec() -> str:
 
 
 
-TINY_SPEC = """
-name = "tiny"
-seed = 0
-[data]
-dataset = "{dataset}"
-root = "{root}"
-batch_size = {batch_size}
-num_workers = 0
-[data.synthetic]
-train_images = {train_images}
-val_images = {val_images}
-height = 64
-width = {width}
+# what a tiny spec trains with after its [data] keys: the pipelines, the smallest HRNet, AdamW, the CPU
+TINY_TRAINING = """
 [[data.train_pipeline]]
 name = "HorizontalFlip"
 [[data.train_pipeline]]
@@ -108,6 +97,21 @@ epochs = {epochs}
 accelerator = "cpu"
 log_every_n_steps = 1
 """
+
+TINY_SPEC = """
+name = "tiny"
+seed = 0
+[data]
+dataset = "{dataset}"
+root = "{root}"
+batch_size = {batch_size}
+num_workers = 0
+[data.synthetic]
+train_images = {train_images}
+val_images = {val_images}
+height = 64
+width = {width}
+""" + TINY_TRAINING
 
 
 def write_tiny_spec(folder: Path, extra: str = "", name: str = "spec.toml", model: str = "hrnet", **fields) -> Path:

@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import TINY_TRAINING
 from segrun import build
 from segrun.cli import main
 from segrun.data import DATASETS, dataset_of
 from segrun.data.ade20k_labels import CLASS_NAMES as ADE_CLASSES
-from segrun.errors import DatasetError
 
 CLASSES = ("background", "leaf", "stem")
 STORED = (0, 10, 20)  # the stored value of each class
@@ -63,24 +63,7 @@ label_values = [0, 10, 20]
 ignore_index = 99
 batch_size = 3
 num_workers = 0
-[[data.train_pipeline]]
-name = "HorizontalFlip"
-[[data.train_pipeline]]
-name = "Normalize"
-[[data.val_pipeline]]
-name = "Normalize"
-[model]
-name = "hrnet"
-backbone = "hrnet_w18_small"
-[optimizer]
-name = "adamw"
-lr = 0.003
-weight_decay = 0.0
-[trainer]
-epochs = 1
-accelerator = "cpu"
-log_every_n_steps = 1
-"""
+""" + TINY_TRAINING
 
 
 @pytest.fixture
@@ -88,7 +71,7 @@ def own_data(tmp_path) -> Path:
     """A spec file for a generated folder of labelled images."""
     write_folder(tmp_path / "plants")
     spec = tmp_path / "plants.toml"
-    spec.write_text(OWN_SPEC.format(root=tmp_path / "plants"))
+    spec.write_text(OWN_SPEC.format(root=tmp_path / "plants", lr=0.003, epochs=1))
     return spec
 
 
