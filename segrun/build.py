@@ -97,14 +97,14 @@ def check_spec(loaded: Spec, pipelines: bool = True) -> None:
 
     if pipelines:
         _check_pipelines(loaded)
-    dataset_class = dataset_of(loaded.data)
-    if loaded.data.coarse_schedule != "all" and not getattr(dataset_class, "mixes_coarse", False):
+    dataset = dataset_of(loaded.data)
+    if loaded.data.coarse_schedule != "all" and not getattr(dataset, "mixes_coarse", False):
         raise KeyProblem(("data", "coarse_schedule"), f"dataset {loaded.data.dataset} does not mix fine and coarse "
                          "samples; use cityscapes_fine_coarse")
     if loaded.data.coarse_decay_epochs is not None and not epochs_vary_in_length(loaded.data.coarse_schedule):
         raise KeyProblem(("data", "coarse_decay_epochs"), 'only data.coarse_schedule = "linear_decay" decays the '
                          "coarse share; set it, or remove coarse_decay_epochs")
-    if loaded.data.synthetic is not None and not hasattr(dataset_class, "synthesize"):
+    if loaded.data.synthetic is not None and not hasattr(dataset, "synthesize"):
         raise KeyProblem(("data", "synthetic"), f"dataset {loaded.data.dataset} has no synthetic generator; "
                          "remove [data.synthetic]")
 
@@ -166,8 +166,8 @@ def model(loaded: Spec) -> nn.Module:
 
 
 def _loss(loaded: Spec, loss_spec) -> nn.Module:
-    dataset_class = dataset_of(loaded.data)
-    return create_loss(loss_spec.name, dataset_class.num_classes, dataset_class.ignore_index, loss_spec.class_weights,
+    dataset = dataset_of(loaded.data)
+    return create_loss(loss_spec.name, dataset.num_classes, dataset.ignore_index, loss_spec.class_weights,
                        **loss_spec.options)
 
 
@@ -211,10 +211,10 @@ def task(loaded: Spec, load_weights: bool = True, init: InitCheckpoint | None = 
         network = network.to(memory_format=torch.channels_last)
     if loaded.trainer.compile:
         network.compile()
-    dataset_class = dataset_of(loaded.data)
+    dataset = dataset_of(loaded.data)
     return SegmentationTask(network, losses=losses(loaded), loss_weights=[loss.weight for loss in loaded.loss],
-                            output_names=models.output_names(loaded.model), num_classes=dataset_class.num_classes,
-                            class_names=dataset_class.class_names, ignore_index=dataset_class.ignore_index,
+                            output_names=models.output_names(loaded.model), num_classes=dataset.num_classes,
+                            class_names=dataset.class_names, ignore_index=dataset.ignore_index,
                             configure_optimization=optimization(loaded.optimizer, loaded.schedule),
                             predict=predictor(loaded.eval),
                             predict_is_forward=predicts_by_forward(loaded.eval), channels_last=channels_last,

@@ -125,7 +125,7 @@ def predict_files(run_or_checkpoint: Path, inputs, out: Path, output_format: str
     check_out_folder(out, inputs)
     spec, task, source = _trained_task(run_or_checkpoint, spec_file, overrides)
     dataset = dataset_of(spec.data)
-    if output_format == "cityscapes" and not issubclass(dataset, CityscapesLayout):
+    if output_format == "cityscapes" and not (isinstance(dataset, type) and issubclass(dataset, CityscapesLayout)):
         raise UserError(f"--format cityscapes needs a Cityscapes model; {source} is for {spec.data.dataset}")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = task.model.to(device).eval()

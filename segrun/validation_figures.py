@@ -123,7 +123,7 @@ class ValidationFigures(pl.Callback):
                                                                   task.class_names), step)
         if not self.count or trainer.datamodule is None:  # none asked for, or no val set to pick them from
             return
-        palette = trainer.datamodule.dataset_class.palette
+        palette = trainer.datamodule.dataset.palette
         model = task.model
         with torch.no_grad(), trainer.precision_plugin.forward_context():
             for index, image, viewable, labels in self._chosen_samples(trainer):

@@ -18,11 +18,6 @@ os.environ.setdefault("SEGRUN_BUILD_CUDA", "1")
 
 # The study's models; the registry's others are segmentation_models_pytorch's architectures.
 STUDY_MODELS = ("hrnet", "hrnet_ocr", "hrnet_ocr_aspp", "hrnet_ocr_ms")
-def small_backbone(model: str) -> str:
-    """The smallest backbone of a registered model, for tests at tiny size."""
-    from segrun.models import smallest_backbone
-
-    return smallest_backbone(model)
 
 
 # Both implementations of segrun.ops, for tests that hold an op to a formula: "torch" (the PyTorch

@@ -7,7 +7,7 @@ import attrs
 import pytest
 import torch
 
-from conftest import logged_losses, small_backbone
+from conftest import logged_losses
 from segrun import losses, models, ops
 from segrun.cli import main
 from segrun.errors import UserError
@@ -39,7 +39,7 @@ def test_fp16_autocast_on_the_cpu_is_refused_with_the_reason(monkeypatch):
 @pytest.mark.parametrize("name", list(models.MODELS))
 def test_every_model_gives_the_same_outputs_in_channels_last(name):
     torch.manual_seed(0)
-    model = models.create(name, 5, backbone=small_backbone(name)).eval()
+    model = models.create(name, 5, backbone=models.smallest_backbone(name)).eval()
     images = torch.randn(2, 3, 64, 96)
     with torch.no_grad():
         expected = model(images)

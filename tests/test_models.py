@@ -3,7 +3,6 @@ import inspect
 import pytest
 import torch
 
-from conftest import small_backbone
 from segrun import models
 from segrun.layers import rescale
 from segrun.models import ScaleFusingModel, SegmentationModel
@@ -41,14 +40,14 @@ def test_only_ms_ocr_fuses_scales_itself():
 
 
 def output_count(name: str, **options) -> int:
-    return len(models.output_names(ModelSpec(name=name, backbone=small_backbone(name), options=options)))
+    return len(models.output_names(ModelSpec(name=name, backbone=models.smallest_backbone(name), options=options)))
 
 
 @pytest.mark.parametrize("name", sorted(models.MODELS))
 @pytest.mark.parametrize("height, width", [(64, 128), (250, 510)])
 def test_every_model_returns_its_outputs_at_input_size(name, height, width):
     torch.manual_seed(0)
-    model = models.create(name, 5, backbone=small_backbone(name)).eval()
+    model = models.create(name, 5, backbone=models.smallest_backbone(name)).eval()
     with torch.no_grad():
         outputs = model(torch.randn(2, 3, height, width))
     assert len(outputs) == output_count(name)
@@ -60,7 +59,7 @@ def test_every_model_returns_its_outputs_at_input_size(name, height, width):
 @pytest.mark.parametrize("name", sorted(models.MODELS))
 def test_every_model_trains_a_step(name):
     torch.manual_seed(0)
-    model = models.create(name, 3, backbone=small_backbone(name))
+    model = models.create(name, 3, backbone=models.smallest_backbone(name))
     outputs = model(torch.randn(2, 3, 64, 64))
     sum(output.mean() for output in outputs).backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)  # DDP needs no unused one

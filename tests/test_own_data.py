@@ -2,6 +2,7 @@
 through the stored-value mapping, every data command reads them, bad folders and keys are one line,
 and models train on them side by side."""
 import json
+import re
 import shutil
 import zipfile
 from pathlib import Path
@@ -15,6 +16,7 @@ from segrun import build
 from segrun.cli import main
 from segrun.data import DATASETS, dataset_of
 from segrun.data.ade20k_labels import CLASS_NAMES as ADE_CLASSES
+from segrun.data.image_folders import FolderData
 
 CLASSES = ("background", "leaf", "stem")
 STORED = (0, 10, 20)  # the stored value of each class
@@ -104,6 +106,60 @@ def test_without_label_values_and_ignore_index_values_are_ids_and_255_is_ignored
     assert np.array_equal(train.label(2), scene(2)[1]) and not train.faults(2)
 
 
+def test_16_bit_labels_take_values_above_255(own_data):
+    root = Path(build.load_spec(own_data).data.root)
+    wide = (0, 1000, 40000)
+    for label in (root / "masks").rglob("*.png"):
+        values = cv2.imread(str(label), cv2.IMREAD_UNCHANGED)
+        lookup = {stored: wide_value for stored, wide_value in zip(STORED, wide)} | {IGNORE: 65535}
+        cv2.imwrite(str(label), np.vectorize(lookup.get)(values).astype(np.uint16))
+    loaded = build.load_spec(own_data, ["data.label_values=[0, 1000, 40000]", "data.ignore_index=65535"])
+    train = dataset_of(loaded.data)(root, "train")
+    assert train.read_label(1).dtype == np.uint8 and np.array_equal(train.label(1), scene(1)[1])
+
+
+def test_palette_and_1_bit_labels_are_read_by_their_values_and_rgb_labels_are_a_fault(tmp_path):
+    from PIL import Image
+
+    ids = scene(3)[1]
+    folders = FolderData(images="images/{split}", labels="labels/{split}", class_names=CLASSES,
+                         palette=((0, 0, 0),) * 3, label_values=(0, 1, 2), ignore_value=255)
+    for split in ("train", "val"):
+        (tmp_path / "images" / split).mkdir(parents=True)
+        (tmp_path / "labels" / split).mkdir(parents=True)
+    cv2.imwrite(str(tmp_path / "images/train/a.png"), scene(3)[0])
+    paletted = Image.fromarray(ids, mode="L").convert("P")  # indices equal to the values; colours of its own
+    paletted.putpalette([value for index in range(256) for value in (255 - index, index, 7)])
+    paletted.save(tmp_path / "labels/train/a.png")
+    assert np.array_equal(folders(tmp_path, "train").label(0), ids)
+
+    mask = ids == 1
+    Image.fromarray(mask).save(tmp_path / "labels/train/a.png")  # mode "1": what PIL writes for a boolean mask
+    assert Image.open(tmp_path / "labels/train/a.png").mode == "1"
+    assert np.array_equal(folders(tmp_path, "train").label(0), mask.astype(np.uint8))
+
+    cv2.imwrite(str(tmp_path / "labels/train/a.png"), np.dstack([ids] * 3))
+    (fault,) = folders(tmp_path, "train").faults(0)
+    assert fault == (f"{tmp_path}/labels/train/a.png: a RGB image, not a label image; labels are single-channel 8- or "
+                     "16-bit class values (or a palette image's indices), one per pixel; replace it or remove it "
+                     "with its image")
+
+
+def test_an_image_is_read_as_stored_whatever_its_exif_orientation(tmp_path):
+    from PIL import Image
+
+    from segrun.data.image_io import image_size, read_rgb
+
+    pixels = np.zeros((20, 40, 3), np.uint8)
+    pixels[:, :10] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees to display", as a phone held upright writes
+    Image.fromarray(pixels).save(tmp_path / "photo.jpg", exif=exif.tobytes(), quality=100)
+    read = read_rgb(tmp_path / "photo.jpg")
+    assert read.shape == (20, 40, 3) and image_size(tmp_path / "photo.jpg") == (20, 40)
+    assert read[:, :10].min() > 200 and read[:, 12:].max() < 50
+
+
 def test_a_stored_value_of_no_class_names_the_file_and_the_value(own_data, capsys):
     root = build.load_spec(own_data).data.root
     label = Path(root) / "masks" / "val" / "plant_001.png"
@@ -142,8 +198,8 @@ def test_unpaired_folders_are_one_line_naming_the_file(own_data, change, message
 @pytest.mark.parametrize("overrides, message", [
     (['data.dataset="cityscapes"'], 'data.images: only dataset = "folder" reads it; remove it for cityscapes'),
     (["data.classes=[]"], "data.classes: 0 classes; a dataset has 1 to 254"),
-    (['data.images="photos/{splt}"'], "data.images: 'photos/{splt}' is not a folder pattern: \"{split}\" is the only "
-                                      "field it may hold"),
+    (['data.images="photos/{splt}"'], "data.images: 'photos/{splt}' is no folder pattern: it holds \"{split}\" (for "
+                                      "train and val) and no other field"),
     (["data.palette=[[1, 2, 3]]"], "data.palette: 1 entries for the 3 classes; give one per class, in data.classes' "
                                    "order"),
     (["data.palette=[[1, 2, 3], [4, 5, 6], [7, 8, 300]]"], "data.palette: [7, 8, 300] is no RGB colour"),
@@ -152,6 +208,15 @@ def test_unpaired_folders_are_one_line_naming_the_file(own_data, change, message
     (["data.ignore_index=10"], "data.ignore_index: 10 is both the ignore value and the stored value of class 'leaf'"),
     (["data.ignore_index=70000"], "data.ignore_index: expected a number in [0, 65535], got 70000"),
     (["data.labl=1"], "data.labl: unknown key; did you mean data.labels?"),
+    (['data.labels="masks"'], "data.labels: 'masks' is no folder pattern: it holds \"{split}\" (for train and val) "
+                              "and no other field"),
+    (['data.images="photos/{split.x}"'], "data.images: 'photos/{split.x}' is no folder pattern"),
+    (['data.labels="photos/{split}"'], "data.labels: names the image folder too; keep the labels in a folder of "
+                                       "their own"),
+    (['data.classes=["background", "leaf", "leaf"]'], "data.classes: 'leaf' names two classes; give each class a "
+                                                      "name of its own"),
+    (['data.classes=["background", " ", "stem"]'], "data.classes: ' ' is empty"),
+    (["data.label_values=null"], "data.label_values: expected"),
 ])
 def test_bad_folder_keys_are_one_line_naming_the_key(own_data, overrides, message, capsys):
     assert main(["validate", str(own_data), *overrides]) == 2
@@ -197,6 +262,19 @@ def test_own_data_trains_and_every_data_command_reads_it(own_data, tmp_path, cap
         expected = cv2.addWeighted(cv2.imread(str(photo)), 0.5, palette[ids][..., ::-1], 0.5, 0)
         assert np.array_equal(cv2.imread(str(tmp_path / "color" / photo.name)), expected)
     assert (tmp_path / "color" / "legend.png").exists()
+    capsys.readouterr()
+    assert main(["predict", str(folder), str(photos), "--out", str(tmp_path / "cs"), "--format", "cityscapes"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--format cityscapes needs a Cityscapes model" in err and "is for folder" in err
+
+    assert main(["eval", str(folder), "--no-progress"]) == 0
+    assert json.loads((folder / "eval.json").read_text())["mIoU"] == metrics["mIoU"]  # the val split, read again
+    import segrun
+
+    loaded = segrun.load(folder)
+    assert loaded.class_names == CLASSES and [tuple(c) for c in loaded.palette] == [tuple(c) for c in palette]
+    assert np.array_equal(loaded.predict(photos / "plant_000.png"), cv2.imread(str(tmp_path / "trainid" / "plant_000.png"),
+                                                                             cv2.IMREAD_UNCHANGED))
 
 
 # ---- ADE20K ------------------------------------------------------------------------------------
@@ -261,17 +339,43 @@ def test_ade20k_prepare_unpacks_the_download_once(tmp_path, capsys):
     assert "wrote 0 files" in capsys.readouterr().out
 
 
+def zipped(names: list[str]) -> bytes:
+    import io
+
+    data = io.BytesIO()
+    with zipfile.ZipFile(data, "w") as archive:
+        for name in names:
+            archive.writestr(name, b"x")
+    return data.getvalue()
+
+
 @pytest.mark.parametrize("content, message", [
-    (None, "holds neither images/ and annotations/ nor ADEChallengeData2016.zip; put ADEChallengeData2016.zip (the "
-           "MIT SceneParsing benchmark, sceneparsing.csail.mit.edu) there and run this again"),
-    (b"not a zip", "ADEChallengeData2016.zip: not a readable zip file"),
+    (None, "holds neither images/ and annotations/ (in it or in ADEChallengeData2016/) nor ADEChallengeData2016.zip; "
+           "put ADEChallengeData2016.zip (the MIT SceneParsing benchmark, sceneparsing.csail.mit.edu) there and run "
+           "this again"),
+    (b"not a zip", "ADEChallengeData2016.zip: cannot be unpacked (File is not a zip file)"),
+    (zipped(["ADEChallengeData2016/images/training/a.jpg"]),
+     "ADEChallengeData2016.zip: holds no ADEChallengeData2016/annotations/; is it ADEChallengeData2016.zip"),
 ])
-def test_ade20k_prepare_without_a_readable_download_is_one_line(tmp_path, content, message, capsys):
+def test_ade20k_prepare_without_a_readable_download_is_one_line_and_leaves_nothing(tmp_path, content, message, capsys):
     if content is not None:
         (tmp_path / "ADEChallengeData2016.zip").write_bytes(content)
+    (tmp_path / ".ADEChallengeData2016.unpacking").mkdir()  # as an interrupted run leaves it
     assert main(["data", "prepare", "ade20k", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
+    leftover = {path.name for path in tmp_path.iterdir()} - {"ADEChallengeData2016.zip"}
+    assert leftover == ({".ADEChallengeData2016.unpacking"} if content is None else set())
+
+
+def test_ade20k_prepare_neither_overwrites_nor_loops_on_a_half_there_dataset(tmp_path, capsys):
+    (tmp_path / "ADEChallengeData2016.zip").write_bytes(zipped(["ADEChallengeData2016/images/training/a.jpg",
+                                                                "ADEChallengeData2016/annotations/training/a.png"]))
+    (tmp_path / "ADEChallengeData2016" / "images").mkdir(parents=True)  # annotations/ missing
+    assert main(["data", "prepare", "ade20k", str(tmp_path)]) == 2
+    assert (f"{tmp_path}/ADEChallengeData2016: there, but without both images/ and annotations/; remove it, and this "
+            "unpacks ADEChallengeData2016.zip there") in capsys.readouterr().err
+    assert sorted(path.name for path in (tmp_path / "ADEChallengeData2016").iterdir()) == ["images"]
 
 
 # ---- the README's example ----------------------------------------------------------------------
@@ -279,10 +383,13 @@ def test_ade20k_prepare_without_a_readable_download_is_one_line(tmp_path, conten
 REPO = Path(__file__).resolve().parents[1]
 
 
+def readme_section() -> str:
+    return (REPO / "README.md").read_text().split("## Your own data in 15 lines of TOML", 1)[1].split("\n## ", 1)[0]
+
+
 def readme_example() -> str:
     """The TOML block of the README's "Your own data" section."""
-    section = (REPO / "README.md").read_text().split("## Your own data in 15 lines of TOML", 1)[1]
-    return section.split("```toml\n", 1)[1].split("```", 1)[0]
+    return readme_section().split("```toml\n", 1)[1].split("```", 1)[0]
 
 
 def test_the_readme_s_own_data_example_runs_two_models_into_one_report(tmp_path, monkeypatch, capsys):
@@ -292,8 +399,8 @@ def test_the_readme_s_own_data_example_runs_two_models_into_one_report(tmp_path,
     spec = tmp_path / "plants.toml"
     spec.write_text(example.replace('extends = "specs/', f'extends = "{REPO}/specs/')
                     .replace('root = "/data/plants"', f'root = "{tmp_path / "plants"}"'))
-    on_this_machine = ['trainer.accelerator="cpu"', "trainer.devices=1", 'trainer.strategy="auto"',
-                       "trainer.sync_batchnorm=false"]  # the recipe's two GPUs
+    one_device = re.search(r"on one, add `([^`]*)`", readme_section()).group(1).split()  # the README's overrides
+    on_this_machine = ['trainer.accelerator="cpu"', *one_device]
     assert main(["validate", str(spec), *on_this_machine, "--data", "--no-progress"]) == 0
     runs = tmp_path / "runs"
     assert main([str(spec), "--smoke", "--runs", str(runs), "--no-progress"]) == 0

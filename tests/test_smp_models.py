@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import segrun
-from conftest import small_backbone, write_tiny_spec
+from conftest import write_tiny_spec
 from segrun import build, models
 from segrun.cli import main
 from segrun.models.smp_architectures import ARCHITECTURES
@@ -27,14 +27,14 @@ def test_each_architecture_trains_evaluates_exports_and_predicts_as_its_export(n
     onnxruntime = pytest.importorskip("onnxruntime")
     spec = write_tiny_spec(tmp_path, model=name, train_images=4, val_images=2, batch_size=2, epochs=1)
     runs = tmp_path / "runs"
-    overrides = [f'model.backbone="{small_backbone(name)}"', "trainer.max_steps=2"]
+    overrides = [f'model.backbone="{models.smallest_backbone(name)}"', "trainer.max_steps=2"]
     assert main([str(spec), *overrides, "--runs", str(runs), "--no-progress"]) == 0
     (folder,) = runs.iterdir()
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["trained_steps"] == 2 and 0 <= metrics["mIoU"] <= 1
     capsys.readouterr()
     assert main(["report", str(runs)]) == 0  # beside any other run, as the study's models are
-    assert f"{name}/{small_backbone(name)}" in capsys.readouterr().out
+    assert f"{name}/{models.smallest_backbone(name)}" in capsys.readouterr().out
 
     assert main(["export", str(folder), "--out", str(tmp_path / "model.onnx")]) == 0
     session = onnxruntime.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])

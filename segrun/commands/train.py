@@ -16,7 +16,8 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--print", action="store_true", help="print each member's command instead of training")
     parser.add_argument("--smoke", action="store_true",
                         help="try the spec small on this machine: its recipe at 1/8 of its image sizes on synthetic "
-                             "data, HRNet-W18-small from scratch, 4 steps, this machine's devices, into RUNS/smoke/")
+                             "data, the model's smallest backbone (HRNet-W18-small for the study's) from scratch, "
+                             "4 steps, this machine's devices, into RUNS/smoke/")
 
 
 def _train(args: argparse.Namespace) -> None:

@@ -8,6 +8,7 @@ there yet, and checks that every image has its annotation; the files need no con
 """
 import shutil
 import zipfile
+import zlib
 from pathlib import Path
 
 from segrun.data import synthetic_ade20k
@@ -22,38 +23,51 @@ DOWNLOAD = f"{ADE20K_ARCHIVE}.zip (the MIT SceneParsing benchmark, sceneparsing.
 
 def _unpack(root: Path, archive: Path) -> int:
     """Unpack the archive's ADEChallengeData2016/ into root through a temporary folder renamed at the
-    end, so an interrupted run leaves no half-unpacked dataset; returns how many files it holds."""
+    end, so a failed or interrupted run leaves no half-unpacked dataset (a failed one removes the
+    temporary folder, the next run one an interrupted run left); returns how many files it holds."""
     partial = root / f".{ADE20K_ARCHIVE}.unpacking"
-    shutil.rmtree(partial, ignore_errors=True)  # left by an interrupted run
+    shutil.rmtree(partial, ignore_errors=True)
     try:
         with zipfile.ZipFile(archive) as download:
             names = [name for name in download.namelist() if not name.endswith("/")]
-            if not any(name.startswith(f"{ADE20K_ARCHIVE}/images/") for name in names):
-                raise DatasetError(f"{archive}: holds no {ADE20K_ARCHIVE}/images/; is it {DOWNLOAD}?")
+            for folder in ("images", "annotations"):
+                if not any(name.startswith(f"{ADE20K_ARCHIVE}/{folder}/") for name in names):
+                    raise DatasetError(f"{archive}: holds no {ADE20K_ARCHIVE}/{folder}/; is it {DOWNLOAD}?")
             download.extractall(partial)
-    except zipfile.BadZipFile as error:
-        raise DatasetError(f"{archive}: not a readable zip file ({error}); fetch {DOWNLOAD} again") from None
-    (partial / ADE20K_ARCHIVE).rename(root / ADE20K_ARCHIVE)
-    shutil.rmtree(partial)
+        (partial / ADE20K_ARCHIVE).rename(root / ADE20K_ARCHIVE)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:
+        raise DatasetError(f"{archive}: cannot be unpacked ({error}); fetch {DOWNLOAD} again, or free disk space if "
+                           "it is full") from None
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
     return len(names)
+
+
+def unpacked(root: Path) -> bool:
+    """Whether both folders of the dataset are under root, in either layout."""
+    return any(all(layout.folder(root, role).is_dir() for role in layout.folders) for layout in ADE20K.values())
 
 
 def prepare(root: Path, progress: bool = True) -> int:
     """Unpack ROOT/ADEChallengeData2016.zip if the dataset's folders are not there, then check that
     the train and val splits pair up. Returns how many files were unpacked."""
     root = Path(root)
-    archive = root / f"{ADE20K_ARCHIVE}.zip"
-    unpacked = 0
-    if not find_layout(root, ADE20K).found_in(root):
+    archive, target = root / f"{ADE20K_ARCHIVE}.zip", root / ADE20K_ARCHIVE
+    files = 0
+    if not unpacked(root):
         if not archive.is_file():
-            raise DatasetError(f"{root}: holds neither images/ and annotations/ nor {archive.name}; put {DOWNLOAD} "
-                               f"there and run this again (or make synthetic data: segrun data synth ade20k {root})")
+            raise DatasetError(f"{root}: holds neither images/ and annotations/ (in it or in {ADE20K_ARCHIVE}/) nor "
+                               f"{archive.name}; put {DOWNLOAD} there and run this again (or make synthetic data: "
+                               f"segrun data synth ade20k {root})")
+        if target.exists():
+            raise DatasetError(f"{target}: there, but without both images/ and annotations/; remove it, and this "
+                               f"unpacks {archive.name} there")
         if progress:
             print(f"unpacking {archive}")
-        unpacked = _unpack(root, archive)
+        files = _unpack(root, archive)
     for split in SPLIT_FOLDERS:
         ADE20KDataset(root, split)
-    return unpacked
+    return files
 
 
 class ADE20KDataset(MappedLabels):
@@ -72,7 +86,7 @@ class ADE20KDataset(MappedLabels):
         self.root, self.split, self.transform = Path(root), split, transform
         self.layout = find_layout(self.root, ADE20K)
         folder = SPLIT_FOLDERS[split]
-        fix = f"run: {self.prepare_command} {self.root} (with {DOWNLOAD} in it)"
+        fix = f"put {DOWNLOAD} into {self.root} and run: {self.prepare_command} {self.root}"
         self.images, self.labels = pairs_by_stem(self.layout.folder(self.root, "images") / folder,
                                                  self.layout.folder(self.root, "annotations") / folder, fix)
 

@@ -25,11 +25,12 @@ def ensure_dataset(data: DataSpec, progress: bool = True) -> None:
     or incomplete (both steps skip files already written)."""
     if data.synthetic is None:
         return
-    dataset_class = dataset_of(data)
+    dataset = dataset_of(data)
     root = resolve_root(data.root)
     size = data.synthetic
-    dataset_class.synthesize(root, size.train_images, size.val_images, size.height, size.width, size.seed, progress=progress)
-    dataset_class.prepare(root, progress=progress)
+    dataset.synthesize(root, size.train_images, size.val_images, size.height, size.width, size.seed, progress=progress)
+    if hasattr(dataset, "prepare"):  # a folder dataset is written as it is read
+        dataset.prepare(root, progress=progress)
 
 
 def loader_workers(num_workers: int | str) -> int:
@@ -98,7 +99,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         self.eval = eval
         self.test = test
         self.seed = seed
-        self.dataset_class = dataset_of(data)
+        self.dataset = dataset_of(data)
         self.root = resolve_root(data.root)
 
     def setup(self, stage: str) -> None:
@@ -106,13 +107,13 @@ class SegmentationDataModule(pl.LightningDataModule):
         to find a missing dataset before it makes the run folder)."""
         if stage == "fit" and getattr(self, "train_set", None) is None:
             # seeded per sample while training (SeededAugmentations)
-            self.train_set = self.dataset_class(self.root, "train", build_pipeline(self.data.train_pipeline))
+            self.train_set = self.dataset(self.root, "train", build_pipeline(self.data.train_pipeline))
         if stage == "test":
             if getattr(self, "test_set", None) is None:
-                self.test_set = self.dataset_class(self.root, "val",
+                self.test_set = self.dataset(self.root, "val",
                                                    build_pipeline(self.test.pipeline or self.data.val_pipeline))
         elif getattr(self, "val_set", None) is None:
-            self.val_set = self.dataset_class(self.root, "val", build_pipeline(self.data.val_pipeline))
+            self.val_set = self.dataset(self.root, "val", build_pipeline(self.data.val_pipeline))
 
     def _loader(self, dataset, batch_size: int, sampler, drop_last: bool, loader=DataLoader) -> DataLoader:
         workers = loader_workers(self.data.num_workers)

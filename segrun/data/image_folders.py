@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 from attrs import field, frozen
 
-from segrun.data.image_io import read_label
+from segrun.data.image_io import read_label, write_image
 from segrun.data.labelled_images import LabelledImages
 from segrun.data.pascal_context_labels import voc_palette
 from segrun.errors import DatasetError
+from segrun.terminal import bar
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 LABEL_SUFFIXES = (".png", ".tif", ".tiff", ".bmp")  # lossless only: a JPEG would blur the label values
@@ -87,7 +88,6 @@ class MappedLabels(LabelledImages):
     """Labelled images whose stored values go through `stored_values` to training ids; a stored
     value that is neither a class nor the ignore value is a fault naming it (`value_fix` says what to do)."""
 
-    ignore_index = IGNORED
     stored_values: StoredValues
     value_fix: str
 
@@ -105,18 +105,29 @@ class MappedLabels(LabelledImages):
                 f"{self.value_fix}")
 
 
+def stored_values(data) -> tuple[int, ...]:
+    """The stored value of each class of a dataset = "folder" DataSpec: label_values, else 0 to N-1."""
+    return tuple(data.label_values or range(len(data.classes)))
+
+
+def ignore_value(data) -> int:
+    """The stored value of unlabelled pixels of a dataset = "folder" DataSpec: ignore_index, else 255."""
+    return IGNORED if data.ignore_index is None else data.ignore_index
+
+
 @frozen
 class FolderData:
     """The spec's declaration of a user's dataset, standing where a dataset class stands in
-    segrun.data.DATASETS: it carries num_classes, class_names, ignore_index and palette, and
-    FolderData(...)(root, split, transform) reads a split."""
+    segrun.data.DATASETS: it carries num_classes, class_names, ignore_index (the training id of
+    unlabelled pixels, 255) and palette, FolderData(...)(root, split, transform) reads a split, and
+    `synthesize` writes made-up scenes in its layout (for --smoke and [data.synthetic])."""
 
     images: str  # folder under the root, "{split}" standing for the split's name
     labels: str
     class_names: tuple[str, ...]
     palette: tuple[tuple[int, int, int], ...]
     label_values: tuple[int, ...]
-    ignore_value: int
+    ignore_value: int  # the stored value of unlabelled pixels
     ignore_index = IGNORED
     num_classes: int = field(init=False)
 
@@ -127,14 +138,40 @@ class FolderData:
     @classmethod
     def of(cls, data) -> "FolderData":
         """From a checked DataSpec with dataset = "folder" (segrun.build checks the keys)."""
-        count = len(data.classes)
         return cls(images=data.images, labels=data.labels, class_names=tuple(data.classes),
-                   palette=tuple(data.palette or voc_palette(count)),
-                   label_values=tuple(data.label_values or range(count)),
-                   ignore_value=IGNORED if data.ignore_index is None else data.ignore_index)
+                   palette=tuple(data.palette or voc_palette(len(data.classes))), label_values=stored_values(data),
+                   ignore_value=ignore_value(data))
 
     def __call__(self, root, split: str, transform=None) -> "ImageFolders":
         return ImageFolders(root, split, transform, folders=self)
+
+    def synthesize(self, root: Path, train_images: int = 80, val_images: int = 20, height: int = 128,
+                   width: int = 160, seed: int = 0, progress: bool = True) -> int:
+        """Write made-up scenes into the image and label folders under root: a background of the
+        first class, objects of the others and regions of the ignore value, stored as declared
+        (16-bit label files where a value needs them). Files already there are kept; each scene
+        depends only on (seed, split, index). Returns how many were written."""
+        from segrun.data.synthetic_pascal_context import render_scene  # cv2 drawing, only where scenes are made
+
+        root, written = Path(root), 0
+        dtype = np.uint8 if max(*self.label_values, self.ignore_value) < 256 else np.uint16
+        for split, count in (("train", train_images), ("val", val_images)):
+            image_dir = root / self.images.format(split=split)
+            label_dir = root / self.labels.format(split=split)
+            for index in bar(range(count), f"synthesising {root} {split}", "image", progress):
+                name = f"scene_{index:05d}.png"
+                if (image_dir / name).exists() and (label_dir / name).exists():
+                    continue
+                scene_seed = int(np.random.SeedSequence([seed, SPLIT_KEYS[split], index]).generate_state(1)[0])
+                image, label = render_scene(height, width, scene_seed, self.label_values[:1], self.label_values,
+                                            (self.ignore_value,))
+                write_image(label_dir / name, label.astype(dtype))
+                write_image(image_dir / name, image)
+                written += 1
+        return written
+
+
+SPLIT_KEYS = {"train": 1, "val": 2}  # a split's part of a synthetic scene's seed
 
 
 class ImageFolders(MappedLabels):
@@ -170,12 +207,19 @@ def folder_problem(data) -> tuple[str, str] | None:
     for key in ("images", "labels"):
         pattern = getattr(data, key)
         try:
-            pattern.format(split="train")
-        except (KeyError, IndexError, ValueError):
-            return key, f'{pattern!r} is not a folder pattern: "{{split}}" is the only field it may hold'
+            folders = {pattern.format(split=split) for split in ("train", "val")}
+        except (KeyError, IndexError, ValueError, AttributeError):
+            folders = set()
+        if len(folders) != 2:
+            return key, f'{pattern!r} is no folder pattern: it holds "{{split}}" (for train and val) and no other field'
+    if data.images == data.labels:
+        return "labels", "names the image folder too; keep the labels in a folder of their own"
     count = len(data.classes)
     if not 1 <= count <= MAX_CLASSES:
         return "classes", f"{count} classes; a dataset has 1 to {MAX_CLASSES}"
+    named = next((name for name in data.classes if not name.strip() or data.classes.count(name) > 1), None)
+    if named is not None:
+        return "classes", f"{named!r} {'is empty' if not named.strip() else 'names two classes'}; give each class a name of its own"
     for key in ("palette", "label_values"):
         given = getattr(data, key)
         if given is not None and len(given) != count:
@@ -183,14 +227,14 @@ def folder_problem(data) -> tuple[str, str] | None:
     bad_colour = next((colour for colour in data.palette or () if not all(0 <= c <= 255 for c in colour)), None)
     if bad_colour is not None:
         return "palette", f"{list(bad_colour)} is no RGB colour; each entry is [red, green, blue], each 0 to 255"
-    values = data.label_values or tuple(range(count))
+    values = stored_values(data)
     bad_value = next((value for value in values if not 0 <= value <= 65535), None)
     if bad_value is not None:
         return "label_values", f"{bad_value} cannot be stored in a label file (0 to 65535)"
     repeated = next((value for value in values if values.count(value) > 1), None)
     if repeated is not None:
         return "label_values", f"{repeated} stands for two classes; give each class its own value"
-    ignore = IGNORED if data.ignore_index is None else data.ignore_index
+    ignore = ignore_value(data)
     if ignore in values:
         key = "ignore_index" if data.ignore_index is not None else "label_values"
         return key, (f"{ignore} is both the ignore value and the stored value of class "
