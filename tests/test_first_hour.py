@@ -70,8 +70,22 @@ def test_an_ade20k_spec_trains_with_smoke_on_synthetic_ade20k(tmp_path, monkeypa
     (run,) = (tmp_path / "runs" / "smoke").iterdir()
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["trained_steps"] == 4 and len(metrics["per_class_iou"]) == 150
-    assert (tmp_path / "data" / "smoke" / "ade20k" / "images" / "training").is_dir()
+    ade20k = tmp_path / "data" / "smoke" / "ade20k"
+    assert (ade20k / "images" / "training").is_dir()
     assert "Traceback" not in capsys.readouterr().err
+
+    # the data commands and colour predictions on ADE20K's 150 classes
+    spec = tmp_path / "ade20k.toml"
+    spec.write_text(f'name = "ade"\n[data]\ndataset = "ade20k"\nroot = "{ade20k}"\n')
+    assert main(["data", "stats", str(spec)]) == 0
+    assert "train: 8 images" in capsys.readouterr().out
+    assert main(["data", "weights", str(spec)]) == 0
+    assert capsys.readouterr().out.count(",") >= 149  # one weight per class
+    assert main(["data", "show", str(spec), "--n", "2", "--out", str(tmp_path / "show.png")]) == 0
+    assert main(["predict", str(run), str(ade20k / "images" / "validation"), "--out", str(tmp_path / "predicted"),
+                 "--no-progress"]) == 0
+    assert sorted(path.name for path in (tmp_path / "predicted").iterdir()) == [
+        "ADE_val_00000001.png", "ADE_val_00000002.png", "legend.png"]  # lossless, whatever the input
 
 
 @no_gpu
