@@ -224,6 +224,14 @@ def test_bad_folder_keys_are_one_line_naming_the_key(own_data, overrides, messag
     assert err.count("\n") == 1 and message in err
 
 
+def test_a_class_stored_as_the_default_ignore_value_is_named(write_spec, capsys):
+    path = write_spec('name = "x"\n[data]\ndataset = "folder"\nroot = "r"\nimages = "i/{split}"\nlabels = "l/{split}"\n'
+                      'classes = ["a", "b"]\nlabel_values = [0, 255]\n')
+    assert main(["validate", str(path)]) == 2
+    assert ("data.label_values: 255 is both the ignore value and the stored value of class 'b'; set "
+            "data.ignore_index to a value no class is stored as") in capsys.readouterr().err
+
+
 def test_a_folder_spec_without_classes_says_what_to_give(write_spec, capsys):
     path = write_spec('name = "x"\n[data]\ndataset = "folder"\nroot = "r"\nimages = "i/{split}"\nlabels = "l/{split}"\n')
     assert main(["validate", str(path)]) == 2
