@@ -23,6 +23,7 @@ LABEL_SUFFIXES = (".png", ".tif", ".tiff", ".bmp")  # lossless only: a JPEG woul
 IGNORED = 255  # the training id of unlabelled pixels
 NO_CLASS = 254  # the training id a stored value that is no class is mapped to, so that it is found
 MAX_CLASSES = NO_CLASS  # training ids are uint8 and 254, 255 are taken
+SPLIT_KEYS = {"train": 1, "val": 2}  # a split's part of a synthetic scene's seed
 
 
 def files_by_stem(folder: Path, suffixes: Sequence[str], what: str) -> dict[str, Path]:
@@ -48,13 +49,12 @@ def pairs_by_stem(image_dir: Path, label_dir: Path, fix: str) -> tuple[list[Path
     labels = files_by_stem(label_dir, LABEL_SUFFIXES, "label")
     if not images:
         raise DatasetError(f"{image_dir}: no images ({', '.join(IMAGE_SUFFIXES)}) in it; {fix}")
-    for have, folder, lack, lacking_folder in (("images", image_dir, labels, label_dir),
-                                               ("labels", label_dir, images, image_dir)):
-        unpaired = sorted(set(images if have == "images" else labels) - set(lack))
+    for found, folder, other, other_folder, what in ((images, image_dir, labels, label_dir, "images"),
+                                                     (labels, label_dir, images, image_dir, "labels")):
+        unpaired = sorted(set(found) - set(other))
         if unpaired:
-            first = (images if have == "images" else labels)[unpaired[0]].name
-            raise DatasetError(f"{folder}: {len(unpaired)} {have} without a file of the same name in {lacking_folder} "
-                               f"(first: {first}); add the missing files or remove these")
+            raise DatasetError(f"{folder}: {len(unpaired)} {what} without a file of the same name in {other_folder} "
+                               f"(first: {found[unpaired[0]].name}); add the missing files or remove these")
     stems = sorted(images)
     return [images[stem] for stem in stems], [labels[stem] for stem in stems]
 
@@ -169,9 +169,6 @@ class FolderData:
                 write_image(image_dir / name, image)
                 written += 1
         return written
-
-
-SPLIT_KEYS = {"train": 1, "val": 2}  # a split's part of a synthetic scene's seed
 
 
 class ImageFolders(MappedLabels):
