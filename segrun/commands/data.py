@@ -113,8 +113,8 @@ DATA = Command(
                         "cityscapes-coarse (fine plus train_extra with gtCoarse, and the download's one broken "
                         "image), pascal-context (VOC2010 devkit and trainval/*.mat), ade20k (images/ and "
                         "annotations/ of ADEChallengeData2016); --layout study arranges the downloads as the study's "
-                        "README does (ADE20K: inside ADEChallengeData2016/). Run `segrun data prepare` next. Existing files are "
-                        "kept.",
+                        "README does (ADE20K: inside ADEChallengeData2016/). Run `segrun data prepare` next. Existing "
+                        "files are kept.",
             arguments=_synth_arguments, handler=_synth),
         "prepare": Command(
             help="convert a downloaded dataset into what training reads",

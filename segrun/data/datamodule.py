@@ -111,7 +111,7 @@ class SegmentationDataModule(pl.LightningDataModule):
         if stage == "test":
             if getattr(self, "test_set", None) is None:
                 self.test_set = self.dataset(self.root, "val",
-                                                   build_pipeline(self.test.pipeline or self.data.val_pipeline))
+                                             build_pipeline(self.test.pipeline or self.data.val_pipeline))
         elif getattr(self, "val_set", None) is None:
             self.val_set = self.dataset(self.root, "val", build_pipeline(self.data.val_pipeline))
 

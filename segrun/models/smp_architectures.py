@@ -7,7 +7,7 @@ downloaded: SMP builds the encoder with random weights and `model.pretrained` lo
 The other keys of `[model]` are the architecture's own keyword options (decoder_channels, ...).
 
 An image whose height or width is not a multiple of 32 (the encoder's output stride, or an even
-grid of DPT's 16-pixel patches), or smaller than the architecture takes (PAN: 128), is padded on the
+grid of DPT's 16-pixel patches), or smaller than the architecture takes (PAN: 256), is padded on the
 bottom and right with zeros (the normalised mean) and the logits are cropped back, so every
 architecture takes any size, as segrun's other models do.
 """
